@@ -1,0 +1,35 @@
+# The README's commands. Everything the project needs is built by these targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+CLUSTER := tests/cluster
+
+.PHONY: help demo test unit e2e crds bench cluster-build cluster-up cluster-down lint
+
+help:
+	@echo "make demo           local cluster + controller + an example rollout walking its steps"
+	@echo "make test           build what is missing, start a fresh cluster, run every test, stop it"
+	@echo "make crds           regenerate crds/rollout.yaml from the Rust types"
+	@echo "make cluster-build  build the pinned control plane into ~/.cache/rollouts-testbin"
+	@echo "make cluster-up     start the local cluster (kubeconfig: target/cluster/kubeconfig)"
+	@echo "make cluster-down   stop it"
+
+cluster-build:
+	$(CLUSTER)/build.sh
+
+cluster-up: cluster-build
+	$(CLUSTER)/up.sh
+
+cluster-down:
+	$(CLUSTER)/down.sh
+
+crds:
+	cargo run --quiet -p rollouts-controller -- crd > crds/rollout.yaml
+
+# A fresh cluster for every run, always torn down; the exit code is the tests'.
+test: cluster-build
+	@$(CLUSTER)/down.sh
+	@$(CLUSTER)/up.sh
+	@set -o pipefail; status=0; \
+	  ROLLOUTS_E2E=1 KUBECONFIG=$(CURDIR)/target/cluster/kubeconfig cargo test --workspace || status=$$?; \
+	  $(CLUSTER)/down.sh; \
+	  exit $$status

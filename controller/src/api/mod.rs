@@ -1,0 +1,33 @@
+//! The Rollout API (argoproj.io/v1alpha1): types, well-known names and the generated CRD. No I/O.
+
+mod crd;
+mod schema;
+mod spec;
+mod status;
+
+pub use crd::{crd, crd_yaml};
+pub use spec::*;
+pub use status::*;
+
+/// Label on ReplicaSets, pods and Service selectors that names a pod template.
+pub const POD_TEMPLATE_HASH_LABEL: &str = "rollouts-pod-template-hash";
+/// Revision number on the Rollout and its ReplicaSets.
+pub const REVISION_ANNOTATION: &str = "rollout.argoproj.io/revision";
+/// Revisions a ReplicaSet had before it was re-used by a rollback.
+pub const REVISION_HISTORY_ANNOTATION: &str = "rollout.argoproj.io/revision-history";
+/// spec.replicas of the Rollout when the ReplicaSet was last sized; a mismatch is a scaling event.
+pub const DESIRED_REPLICAS_ANNOTATION: &str = "rollout.argoproj.io/desired-replicas";
+/// When an old ReplicaSet that still had traffic may be scaled to zero.
+pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "scale-down-deadline";
+/// The Rollout that manages a Service's selector.
+pub const MANAGED_BY_ANNOTATION: &str = "argo-rollouts.argoproj.io/managed-by-rollouts";
+/// metadata.generation of the referenced workload, written on the Rollout.
+pub const WORKLOAD_GENERATION_ANNOTATION: &str = "rollout.argoproj.io/workload-generation";
+/// Replicas of a workloadRef Deployment before this controller scaled it down.
+pub const WORKLOAD_REPLICAS_ANNOTATION: &str = "rollouts.argoproj.io/workload-replicas-before-scale-down";
+/// Shards controllers like upstream's --instance-id.
+pub const INSTANCE_ID_LABEL: &str = "argo-rollouts.argoproj.io/instance-id";
+/// Finalizer that restores the workload and Services before a Rollout's pods go away.
+pub const FINALIZER: &str = "rollouts.argoproj.io/cleanup";
+/// Field manager for every write of this controller.
+pub const FIELD_MANAGER: &str = "rollouts-controller";

@@ -1,0 +1,32 @@
+//! Hand-written schema fragments for the generated CRD.
+//!
+//! Formats are checked with `pattern`/`minimum` rather than CEL: the apiserver applies them only
+//! to values of the matching type, and they don't count against the CRD's CEL cost budget.
+
+use schemars::{Schema, SchemaGenerator, json_schema};
+
+/// An object the apiserver stores as given. Used for the pod template (validated when the
+/// ReplicaSet is created) and for Argo fields this controller reports as not supported yet.
+pub fn pass_through(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })
+}
+
+/// A count or a percentage such as "25%".
+pub fn int_or_string(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "anyOf": [{ "type": "integer" }, { "type": "string" }],
+        "minimum": 0,
+        "pattern": "^[0-9]+%?$"
+    })
+}
+
+/// Seconds as a number, or a Go-style duration ("30s", "1m30s", "1h").
+pub fn pause_duration(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "anyOf": [{ "type": "integer" }, { "type": "string" }],
+        "minimum": 0,
+        "pattern": "^([0-9]+|([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+)$"
+    })
+}
