@@ -30,6 +30,6 @@ test: cluster-build
 	@$(CLUSTER)/down.sh
 	@$(CLUSTER)/up.sh
 	@set -o pipefail; status=0; \
-	  ROLLOUTS_E2E=1 KUBECONFIG=$(CURDIR)/target/cluster/kubeconfig cargo test --workspace || status=$$?; \
+	  KUBECONFIG=$(CURDIR)/target/cluster/kubeconfig cargo test --workspace -- --include-ignored || status=$$?; \
 	  $(CLUSTER)/down.sh; \
 	  exit $$status

@@ -18,5 +18,5 @@ if [ -d "$pid_dir" ]; then
 fi
 # Processes started from this cluster's directory that have no pid file left.
 pkill -9 -f "$KWOK_WORKDIR/clusters/$CLUSTER_NAME/" 2>/dev/null || true
-rm -rf "$KWOK_WORKDIR/clusters/$CLUSTER_NAME" "$CLUSTER_STATE/users" "$CLUSTER_STATE/tokens.csv"
+rm -rf "$KWOK_WORKDIR/clusters/$CLUSTER_NAME" "$CLUSTER_STATE/users" "$CLUSTER_STATE/tokens.csv" "$CLUSTER_STATE/ready"
 log "cluster '$CLUSTER_NAME' is down"

@@ -36,9 +36,11 @@ show_logs() {
 }
 
 healthy() { admin get --raw /readyz >/dev/null 2>&1; }
+# Written last, so a half-finished start is never taken for a running cluster.
+READY_MARKER="$CLUSTER_STATE/ready"
 
 if kwokctl get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
-  if healthy; then print_usage; exit 0; fi
+  if [ -f "$READY_MARKER" ] && healthy; then print_usage; exit 0; fi
   log "cluster '$CLUSTER_NAME' exists but does not answer; recreating it"
   "$CLUSTER_DIR_SCRIPTS/down.sh"
 fi
@@ -88,7 +90,7 @@ wait_for "kwok nodes" admin wait --for=condition=Ready node --all --timeout=2s
 
 # A kubeconfig per RBAC test user: same server and CA as the admin, authenticated by token.
 server=$(admin config view --minify -o jsonpath='{.clusters[0].cluster.server}')
-ca=$(admin config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
+ca=$(admin config view --raw --minify --flatten -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
 for user in $USERS; do
   cat > "$CLUSTER_STATE/users/$user.kubeconfig" <<KC
 apiVersion: v1
@@ -106,5 +108,6 @@ current-context: $user
 KC
 done
 
+touch "$READY_MARKER"
 log "cluster ready in $((SECONDS - start)) s"
 print_usage
