@@ -1,7 +1,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "rollouts-controller", version, about = "Progressive delivery for Kubernetes: serves the Argo Rollouts Rollout API")]
+#[command(
+    name = "rollouts-controller",
+    version,
+    about = "Progressive delivery for Kubernetes: serves the Argo Rollouts Rollout API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -30,13 +30,47 @@ use super::status::RolloutStatus;
         status_replicas_path = ".status.HPAReplicas",
         label_selector_path = ".status.selector"
     ),
-    printcolumn(name = "Desired", type_ = "integer", json_path = ".spec.replicas", description = "Number of desired pods"),
-    printcolumn(name = "Current", type_ = "integer", json_path = ".status.replicas", description = "Total number of non-terminated pods"),
-    printcolumn(name = "Up-to-date", type_ = "integer", json_path = ".status.updatedReplicas", description = "Total number of non-terminated pods that run the current template"),
-    printcolumn(name = "Available", type_ = "integer", json_path = ".status.availableReplicas", description = "Total number of available pods"),
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Healthy, Progressing, Paused or Degraded"),
-    printcolumn(name = "Step", type_ = "integer", json_path = ".status.currentStepIndex", description = "Index of the current canary step"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Desired",
+        type_ = "integer",
+        json_path = ".spec.replicas",
+        description = "Number of desired pods"
+    ),
+    printcolumn(
+        name = "Current",
+        type_ = "integer",
+        json_path = ".status.replicas",
+        description = "Total number of non-terminated pods"
+    ),
+    printcolumn(
+        name = "Up-to-date",
+        type_ = "integer",
+        json_path = ".status.updatedReplicas",
+        description = "Total number of non-terminated pods that run the current template"
+    ),
+    printcolumn(
+        name = "Available",
+        type_ = "integer",
+        json_path = ".status.availableReplicas",
+        description = "Total number of available pods"
+    ),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Healthy, Progressing, Paused or Degraded"
+    ),
+    printcolumn(
+        name = "Step",
+        type_ = "integer",
+        json_path = ".status.currentStepIndex",
+        description = "Index of the current canary step"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutSpec {

@@ -42,7 +42,11 @@ pub struct RolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub available_replicas: Option<i32>,
     /// Pods counted by the scale subresource (all ReplicaSets of the rollout).
-    #[serde(default, rename = "HPAReplicas", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "HPAReplicas",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub hpa_replicas: Option<i32>,
     /// Label selector of the pods, in the string form the scale subresource reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,6 +101,10 @@ pub struct CanaryStatus {
     /// Traffic weights last written to the traffic router (only with traffic routing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights: Option<TrafficWeights>,
+    /// When this controller last moved traffic (weights or a Service selector); settle gaps count
+    /// from it. An extension of this controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_changed_at: Option<Time>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

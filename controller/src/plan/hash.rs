@@ -1,0 +1,99 @@
+//! Names for pod templates and step lists: the `rollouts-pod-template-hash` label and
+//! `status.currentStepHash`.
+//!
+//! Like upstream: FNV-1a (32 bit) over the JSON of the object, plus the collision count, printed
+//! as decimal digits mapped onto a consonant alphabet so the label never spells words. The bytes
+//! hashed are serde's JSON, not Go's, so hashes differ from Argo's; only the format matches.
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use serde::Serialize;
+
+use crate::api::CanaryStep;
+
+const FNV_OFFSET: u32 = 0x811c_9dc5;
+const FNV_PRIME: u32 = 0x0100_0193;
+const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+fn fnv1a(state: u32, bytes: &[u8]) -> u32 {
+    bytes.iter().fold(state, |hash, byte| {
+        (hash ^ u32::from(*byte)).wrapping_mul(FNV_PRIME)
+    })
+}
+
+fn json_hash<T: Serialize>(value: &T, collision_count: Option<i32>) -> u32 {
+    // Serialising plain data to JSON can't fail; an empty buffer would still hash deterministically.
+    let json = serde_json::to_vec(value).unwrap_or_default();
+    let hash = fnv1a(FNV_OFFSET, &json);
+    match collision_count {
+        Some(count) => fnv1a(hash, &u64::from(count as u32).to_le_bytes()),
+        None => hash,
+    }
+}
+
+fn encode(hash: u32) -> String {
+    hash.to_string()
+        .bytes()
+        .map(|digit| char::from(ALPHABET[usize::from(digit) % ALPHABET.len()]))
+        .collect()
+}
+
+/// The pod-template hash: the suffix of the ReplicaSet name and the value of its hash label.
+pub fn pod_template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -> String {
+    encode(json_hash(template, collision_count))
+}
+
+/// The hash of the canary steps, so that an edit of the steps restarts them.
+pub fn step_hash(steps: &[CanaryStep]) -> String {
+    encode(json_hash(&steps, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::CanaryStep;
+
+    fn template(image: &str) -> PodTemplateSpec {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": image}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn same_template_same_hash_and_changes_change_it() {
+        assert_eq!(
+            pod_template_hash(&template("a"), None),
+            pod_template_hash(&template("a"), None)
+        );
+        assert_ne!(
+            pod_template_hash(&template("a"), None),
+            pod_template_hash(&template("b"), None)
+        );
+        assert_ne!(
+            pod_template_hash(&template("a"), None),
+            pod_template_hash(&template("a"), Some(1))
+        );
+    }
+
+    #[test]
+    fn hash_is_a_valid_label_value_from_the_alphabet() {
+        let hash = pod_template_hash(&template("nginx:1.27"), Some(3));
+        assert!(!hash.is_empty() && hash.len() <= 10, "{hash}");
+        assert!(hash.bytes().all(|b| ALPHABET.contains(&b)), "{hash}");
+    }
+
+    #[test]
+    fn step_hash_follows_the_steps() {
+        let a = vec![CanaryStep {
+            set_weight: Some(10),
+            ..Default::default()
+        }];
+        let b = vec![CanaryStep {
+            set_weight: Some(20),
+            ..Default::default()
+        }];
+        assert_eq!(step_hash(&a), step_hash(&a.clone()));
+        assert_ne!(step_hash(&a), step_hash(&b));
+    }
+}

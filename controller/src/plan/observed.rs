@@ -1,0 +1,109 @@
+//! `Observed`: everything one reconcile of one Rollout may look at, gathered by `observe` from
+//! the caches. Plain data, so `plan` stays pure and tests build it by hand.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::jiff::Timestamp;
+use serde_json::Value;
+
+use crate::api::Rollout;
+
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub rollout: Rollout,
+    /// The object `spec.workloadRef` names, when it exists.
+    pub workload: Option<Workload>,
+    /// ReplicaSets that carry the pod-template-hash label and belong to this Rollout, or are
+    /// orphans its selector matches.
+    pub replica_sets: Vec<ReplicaSetView>,
+    /// The stable and canary Services that exist, by name.
+    pub services: BTreeMap<String, ServiceView>,
+    /// Referenced VirtualServices that exist, by (namespace, name). `None` when the cluster has no
+    /// VirtualService API.
+    pub virtual_services: Option<BTreeMap<(String, String), VirtualServiceView>>,
+    /// Pods of the rollout; gathered only while a restart is pending.
+    pub pods: Vec<PodView>,
+    pub now: Timestamp,
+    pub config: PlanConfig,
+}
+
+/// Controller-wide settings that decisions depend on.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PlanConfig {
+    /// Gap between consecutive traffic changes of a promotion or abort, unless the Rollout sets
+    /// `trafficSettleSeconds`.
+    pub settle: Duration,
+}
+
+impl Default for PlanConfig {
+    fn default() -> Self {
+        PlanConfig {
+            settle: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The referenced workload (Deployment, ReplicaSet or PodTemplate).
+#[derive(Clone, Debug, Default)]
+pub struct Workload {
+    pub template: PodTemplateSpec,
+    pub selector: Option<LabelSelector>,
+    pub generation: Option<i64>,
+    /// `spec.replicas` when the workload is a Deployment (for `scaleDown`).
+    pub deployment_replicas: Option<i32>,
+    /// Available pods of that Deployment.
+    pub deployment_available: i32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReplicaSetView {
+    pub name: String,
+    /// Value of the `rollouts-pod-template-hash` label.
+    pub hash: String,
+    /// False for an orphan that the Rollout's selector matches (to adopt).
+    pub owned: bool,
+    pub revision: Option<u64>,
+    pub revision_history: Option<String>,
+    pub spec_replicas: i32,
+    pub status_replicas: i32,
+    pub ready: i32,
+    pub available: i32,
+    /// `rollout.argoproj.io/desired-replicas`: spec.replicas of the Rollout when last sized.
+    pub desired_replicas_annotation: Option<i32>,
+    pub scale_down_deadline: Option<Timestamp>,
+    pub min_ready_seconds: i32,
+    pub created: Option<Timestamp>,
+    /// The ReplicaSet controller has seen the latest spec.
+    pub status_current: bool,
+    /// Reason and message of a ReplicaFailure condition.
+    pub failure: Option<(String, String)>,
+    pub deleting: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServiceView {
+    pub name: String,
+    pub selector: BTreeMap<String, String>,
+    /// The Rollout named by the managed-by annotation.
+    pub managed_by: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct VirtualServiceView {
+    pub namespace: String,
+    pub name: String,
+    pub spec: Value,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PodView {
+    pub name: String,
+    /// Pod-template hash label, naming the ReplicaSet.
+    pub hash: String,
+    pub created: Option<Timestamp>,
+    pub available: bool,
+    pub deleting: bool,
+}

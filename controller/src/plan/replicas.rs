@@ -1,0 +1,532 @@
+//! Replica arithmetic for the canary: how many pods the canary and stable ReplicaSets get at a
+//! weight, within maxSurge / maxUnavailable (basic canary) or sized by traffic (traffic routing).
+//! Pure functions over counts; behaviour follows Argo Rollouts (`shared/spec` §3.2, §3.3).
+
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+/// What one ReplicaSet has: desired pods (`spec.replicas`) and available pods.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scale {
+    pub spec: i32,
+    pub available: i32,
+}
+
+/// A count or percentage of `replicas`. Like upstream, a string is always a percentage, with or
+/// without `%`. Percentages round up for surge and down for unavailability.
+fn resolve(value: &IntOrString, replicas: i32, round_up: bool) -> i32 {
+    match value {
+        IntOrString::Int(count) => (*count).max(0),
+        IntOrString::String(text) => {
+            let percent: i64 = text.trim_end_matches('%').parse().unwrap_or(0);
+            let scaled = percent.max(0) * i64::from(replicas);
+            let count = if round_up {
+                (scaled + 99) / 100
+            } else {
+                scaled / 100
+            };
+            i32::try_from(count).unwrap_or(i32::MAX)
+        }
+    }
+}
+
+/// maxSurge and maxUnavailable as pod counts (defaults 25% each). When both come to zero,
+/// unavailability is 1 so the rollout can move; unavailability never exceeds `replicas`.
+pub fn fenceposts(
+    max_surge: Option<&IntOrString>,
+    max_unavailable: Option<&IntOrString>,
+    replicas: i32,
+) -> (i32, i32) {
+    let default = IntOrString::String("25%".into());
+    let surge = resolve(max_surge.unwrap_or(&default), replicas, true);
+    let mut unavailable = resolve(max_unavailable.unwrap_or(&default), replicas, false);
+    if surge == 0 && unavailable == 0 {
+        unavailable = 1;
+    }
+    (surge, unavailable.min(replicas.max(0)))
+}
+
+/// Pods for `weight` percent of `replicas`, rounded up.
+pub fn weight_to_replicas(replicas: i32, weight: i32) -> i32 {
+    let pods = (i64::from(replicas.max(0)) * i64::from(weight.clamp(0, 100)) + 99) / 100;
+    i32::try_from(pods).unwrap_or(i32::MAX)
+}
+
+/// The canary/stable split that best approximates `weight` percent of pods. The total is
+/// `replicas`, or one more when surge allows and it gets closer. For weights 1..=99 neither side
+/// is left at zero when there are two or more pods to share.
+pub fn weighted_split(replicas: i32, weight: i32, surge: i32) -> (i32, i32) {
+    if replicas <= 0 {
+        return (0, 0);
+    }
+    let weight = weight.clamp(0, 100);
+    let exact = |total: i32| f64::from(total) * f64::from(weight) / 100.0;
+    let canary_up = exact(replicas).ceil() as i32;
+    let canary_down = exact(replicas).floor() as i32;
+    let tied = |total: i32| exact(total).fract() == 0.5;
+    let zero_allowed = weight == 100 || weight == 0 || (replicas == 1 && surge == 0);
+
+    // (canary, total) candidates, in order of preference when equally close.
+    let mut candidates = Vec::with_capacity(4);
+    if canary_up < replicas || zero_allowed {
+        candidates.push((canary_up, replicas));
+    }
+    if !tied(replicas) && (canary_down != 0 || zero_allowed) {
+        candidates.push((canary_down, replicas));
+    }
+    if surge > 0 {
+        candidates.push((canary_up, replicas + 1));
+        if !tied(replicas + 1) && (canary_down != 0 || zero_allowed) {
+            candidates.push((canary_down, replicas + 1));
+        }
+    }
+    let distance = |(canary, total): (i32, i32)| {
+        (f64::from(canary) * 100.0 / f64::from(total) - f64::from(weight)).abs()
+    };
+    let best = candidates
+        .into_iter()
+        .fold(None, |best: Option<(i32, i32)>, candidate| match best {
+            Some(b) if distance(b) <= distance(candidate) => Some(b),
+            _ => Some(candidate),
+        })
+        .unwrap_or((0, replicas));
+    (best.0, best.1 - best.0)
+}
+
+/// Inputs of a basic (no traffic router) canary step.
+#[derive(Clone, Copy, Debug)]
+pub struct BasicCanary {
+    pub replicas: i32,
+    pub weight: i32,
+    pub surge: i32,
+    pub unavailable: i32,
+    /// The ReplicaSet of the current template; `None` before it is created.
+    pub canary: Option<Scale>,
+    /// The stable ReplicaSet when it differs from the canary.
+    pub stable: Option<Scale>,
+    /// Desired pods of every other ReplicaSet of the rollout.
+    pub others_spec: i32,
+}
+
+/// Pods this reconcile may give the canary and stable ReplicaSets on the way to `weight`, never
+/// exceeding replicas+surge in total and never taking availability below replicas-unavailable.
+pub fn basic_canary(input: BasicCanary) -> (i32, i32) {
+    let BasicCanary {
+        replicas,
+        weight,
+        surge,
+        unavailable,
+        canary,
+        stable,
+        others_spec,
+    } = input;
+    let canary_now = canary.unwrap_or_default();
+    let Some(stable_now) = stable else {
+        // Nothing to split with: the canary is the whole rollout.
+        return (replicas, 0);
+    };
+    let (want_canary, want_stable) = weighted_split(replicas, weight, surge);
+    let max_total = replicas.saturating_add(surge);
+    let mut canary_count = canary_now.spec;
+    let mut stable_count = stable_now.spec;
+
+    // Grow toward the targets with the room under max_total, the stable first.
+    let mut room = max_total - (canary_now.spec + stable_now.spec + others_spec);
+    if room > 0 && stable_count < want_stable {
+        let grown = (stable_count + room).min(want_stable);
+        room -= grown - stable_count;
+        stable_count = grown;
+    }
+    if room > 0 && canary_count < want_canary {
+        canary_count = (canary_count + room).min(want_canary);
+    }
+    // Older ReplicaSets give up their pods before the canary or stable shrink.
+    if others_spec > 0 {
+        return (canary_count, stable_count);
+    }
+
+    let min_available = replicas - unavailable;
+    let canary_growing = want_canary >= canary_now.spec;
+    // The side we shrink is counted by its desired pods (its availability may never come);
+    // the side we keep is counted by what is actually available.
+    let counted = |rs: Scale, shrinking: bool| {
+        if rs.spec < rs.available || shrinking {
+            rs.spec
+        } else {
+            rs.available
+        }
+    };
+    let countable = counted(canary_now, !canary_growing) + counted(stable_now, canary_growing);
+    if countable <= min_available {
+        return (canary_count, stable_count);
+    }
+    let shrinkable = countable - min_available;
+    if canary_growing {
+        if stable_now.spec > want_stable {
+            stable_count = want_stable.max(stable_now.spec - shrinkable);
+        }
+        let (stable_count, canary_count) = keep_within_limits(
+            stable_now,
+            canary_now,
+            stable_count,
+            canary_count,
+            max_total,
+            min_available,
+        );
+        (canary_count, stable_count)
+    } else {
+        if canary_now.spec > want_canary {
+            canary_count = want_canary.max(canary_now.spec - shrinkable);
+        }
+        keep_within_limits(
+            canary_now,
+            stable_now,
+            canary_count,
+            stable_count,
+            max_total,
+            min_available,
+        )
+    }
+}
+
+/// After shrinking `draining`, takes back from `other` what pushes the total over max_total,
+/// but not so much that availability falls below min_available; the draining side pays the rest.
+fn keep_within_limits(
+    draining: Scale,
+    other: Scale,
+    draining_count: i32,
+    other_count: i32,
+    max_total: i32,
+    min_available: i32,
+) -> (i32, i32) {
+    let over = (draining_count + other_count - max_total).max(0);
+    let trimmed = other_count - over;
+    let available_after = draining.available.min(draining_count) + other.available.min(trimmed);
+    let lost_availability = (other.available - trimmed).max(0);
+    let missing = (min_available - available_after).max(0);
+    let other_count = trimmed + lost_availability.min(missing);
+    let over = (draining_count + other_count - max_total).max(0);
+    (draining_count - over, other_count)
+}
+
+/// How many pods the other (older) ReplicaSets may lose this reconcile: what is available
+/// across the rollout above replicas-unavailable.
+pub fn old_scale_down_budget(total_available: i32, replicas: i32, unavailable: i32) -> i32 {
+    (total_available - (replicas - unavailable)).max(0)
+}
+
+/// Inputs of a traffic-routed canary step.
+#[derive(Clone, Copy, Debug)]
+pub struct RoutedCanary {
+    pub replicas: i32,
+    /// Canary weight the step asks for.
+    pub weight: i32,
+    /// An explicit canary size from setCanaryScale{replicas}.
+    pub explicit_canary: Option<i32>,
+    pub min_pods_per_replica_set: Option<i32>,
+    pub dynamic_stable_scale: bool,
+    /// Weights the traffic router holds now (canary, stable), for dynamicStableScale.
+    pub actual_weights: Option<(i32, i32)>,
+    pub aborted: bool,
+}
+
+/// Canary and stable sizes with a traffic router: the canary follows the weight (or
+/// setCanaryScale), the stable stays at full size unless dynamicStableScale shrinks it behind
+/// the traffic actually moved.
+pub fn routed_canary(input: RoutedCanary) -> (i32, i32) {
+    let RoutedCanary {
+        replicas,
+        weight,
+        explicit_canary,
+        min_pods_per_replica_set,
+        dynamic_stable_scale,
+        actual_weights,
+        aborted,
+    } = input;
+    let at_least_min = |count: i32| match min_pods_per_replica_set {
+        Some(min) if count > 0 => count.max(min.min(replicas)),
+        _ => count,
+    };
+    let mut canary =
+        explicit_canary.unwrap_or_else(|| at_least_min(weight_to_replicas(replicas, weight)));
+    if !dynamic_stable_scale {
+        return (canary, replicas);
+    }
+    let mut stable = weight_to_replicas(replicas, 100 - weight);
+    if let Some((actual_canary, actual_stable)) = actual_weights {
+        // Shrink the stable only after traffic has left it; keep the canary until it has too.
+        stable = stable.max(weight_to_replicas(replicas, actual_stable));
+        if aborted {
+            canary = canary.max(weight_to_replicas(replicas, actual_canary));
+        }
+    }
+    (at_least_min(canary), at_least_min(stable))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pct(text: &str) -> IntOrString {
+        IntOrString::String(text.into())
+    }
+
+    #[test]
+    fn fenceposts_follow_upstream_rounding() {
+        assert_eq!(fenceposts(None, None, 4), (1, 1));
+        assert_eq!(fenceposts(None, None, 10), (3, 2));
+        assert_eq!(
+            fenceposts(Some(&pct("20")), Some(&pct("20%")), 10),
+            (2, 2),
+            "a string without % is a percentage"
+        );
+        assert_eq!(
+            fenceposts(Some(&IntOrString::Int(0)), Some(&IntOrString::Int(0)), 5),
+            (0, 1)
+        );
+        assert_eq!(
+            fenceposts(Some(&IntOrString::Int(0)), Some(&pct("10%")), 3),
+            (0, 1),
+            "both resolve to zero"
+        );
+        assert_eq!(
+            fenceposts(None, Some(&IntOrString::Int(9)), 4),
+            (1, 4),
+            "capped at replicas"
+        );
+    }
+
+    #[test]
+    fn weighted_split_examples() {
+        assert_eq!(weighted_split(10, 10, 3), (1, 9));
+        assert_eq!(weighted_split(10, 41, 3), (4, 6));
+        assert_eq!(weighted_split(1, 50, 1), (1, 1));
+        assert_eq!(weighted_split(3, 50, 1), (2, 2));
+        assert_eq!(weighted_split(3, 50, 0), (2, 1));
+        assert_eq!(weighted_split(4, 25, 1), (1, 3));
+        assert_eq!(weighted_split(4, 100, 1), (4, 0));
+        assert_eq!(weighted_split(4, 0, 1), (0, 4));
+        assert_eq!(weighted_split(0, 50, 1), (0, 0));
+        assert_eq!(
+            weighted_split(10, 5, 0),
+            (1, 9),
+            "never zero canary for 1..=99"
+        );
+        assert_eq!(
+            weighted_split(10, 5, 1),
+            (1, 10),
+            "one surge pod gets closer to 5%"
+        );
+    }
+
+    fn basic(
+        replicas: i32,
+        weight: i32,
+        surge: i32,
+        unavailable: i32,
+        canary: (i32, i32),
+        stable: (i32, i32),
+    ) -> (i32, i32) {
+        basic_canary(BasicCanary {
+            replicas,
+            weight,
+            surge,
+            unavailable,
+            canary: Some(Scale {
+                spec: canary.0,
+                available: canary.1,
+            }),
+            stable: Some(Scale {
+                spec: stable.0,
+                available: stable.1,
+            }),
+            others_spec: 0,
+        })
+    }
+
+    #[test]
+    fn basic_canary_first_moves() {
+        // Surge room goes to the canary; unavailability lets the stable shrink.
+        assert_eq!(basic(10, 10, 1, 1, (0, 0), (10, 10)), (1, 9));
+        assert_eq!(basic(10, 30, 3, 0, (0, 0), (10, 10)), (3, 10));
+        assert_eq!(basic(10, 30, 0, 5, (0, 0), (10, 10)), (0, 7));
+        assert_eq!(basic(10, 5, 1, 1, (0, 0), (10, 10)), (1, 10));
+        assert_eq!(basic(1, 5, 1, 0, (0, 0), (1, 1)), (1, 1));
+        assert_eq!(basic(1, 95, 1, 0, (0, 0), (1, 1)), (1, 1));
+    }
+
+    #[test]
+    fn basic_canary_without_stable_is_the_whole_rollout() {
+        let input = BasicCanary {
+            replicas: 4,
+            weight: 25,
+            surge: 1,
+            unavailable: 1,
+            canary: None,
+            stable: None,
+            others_spec: 0,
+        };
+        assert_eq!(basic_canary(input), (4, 0));
+    }
+
+    #[test]
+    fn basic_canary_abort_shrinks_the_canary_within_unavailability() {
+        // At 50% of 4 (2/2), abort asks for 0/4: one surge pod for the stable, one fewer canary.
+        assert_eq!(basic(4, 0, 1, 1, (2, 2), (2, 2)), (1, 3));
+        assert_eq!(basic(4, 0, 1, 1, (1, 1), (3, 3)), (0, 4));
+    }
+
+    #[test]
+    fn routed_canary_sizes() {
+        let input = RoutedCanary {
+            replicas: 5,
+            weight: 10,
+            explicit_canary: None,
+            min_pods_per_replica_set: None,
+            dynamic_stable_scale: false,
+            actual_weights: None,
+            aborted: false,
+        };
+        assert_eq!(routed_canary(input), (1, 5));
+        assert_eq!(routed_canary(RoutedCanary { weight: 0, ..input }), (0, 5));
+        assert_eq!(
+            routed_canary(RoutedCanary {
+                min_pods_per_replica_set: Some(2),
+                ..input
+            }),
+            (2, 5)
+        );
+        assert_eq!(
+            routed_canary(RoutedCanary {
+                min_pods_per_replica_set: Some(9),
+                ..input
+            }),
+            (5, 5),
+            "capped at replicas"
+        );
+        assert_eq!(
+            routed_canary(RoutedCanary {
+                explicit_canary: Some(2),
+                weight: 0,
+                ..input
+            }),
+            (2, 5)
+        );
+        let dynamic = RoutedCanary {
+            dynamic_stable_scale: true,
+            weight: 60,
+            ..input
+        };
+        assert_eq!(routed_canary(dynamic), (3, 2));
+        assert_eq!(
+            routed_canary(RoutedCanary {
+                actual_weights: Some((10, 90)),
+                ..dynamic
+            }),
+            (3, 5),
+            "stable waits for traffic"
+        );
+        let aborting = RoutedCanary {
+            weight: 0,
+            aborted: true,
+            actual_weights: Some((60, 40)),
+            ..dynamic
+        };
+        assert_eq!(
+            routed_canary(aborting),
+            (3, 5),
+            "canary waits for traffic on abort"
+        );
+    }
+
+    /// Random basic-canary situations: replicas, weight, surge, unavailable, canary and stable.
+    fn basic_situation() -> impl Strategy<Value = (i32, i32, i32, i32, Scale, Scale)> {
+        (
+            1..30i32,
+            0..=100i32,
+            0..6i32,
+            0..6i32,
+            0..35i32,
+            0..35i32,
+            any::<(u8, u8)>(),
+        )
+            .prop_map(
+                |(replicas, weight, surge, unavailable, canary_spec, stable_spec, (a, b))| {
+                    let unavailable = if surge == 0 && unavailable == 0 {
+                        1
+                    } else {
+                        unavailable.min(replicas)
+                    };
+                    let canary = Scale {
+                        spec: canary_spec,
+                        available: i32::from(a) % (canary_spec + 1),
+                    };
+                    let stable = Scale {
+                        spec: stable_spec,
+                        available: i32::from(b) % (stable_spec + 1),
+                    };
+                    (replicas, weight, surge, unavailable, canary, stable)
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn basic_canary_never_exceeds_replicas_plus_surge(
+            (replicas, weight, surge, unavailable, canary, stable) in basic_situation()
+        ) {
+            let input = BasicCanary { replicas, weight, surge, unavailable, canary: Some(canary), stable: Some(stable), others_spec: 0 };
+            let (c, s) = basic_canary(input);
+            prop_assert!(c >= 0 && s >= 0);
+            let before = canary.spec + stable.spec;
+            // Growth happens only within the surge budget; already being over it is only shrunk.
+            prop_assert!(c + s <= before.max(replicas + surge), "{c}+{s} from {before}, max {}", replicas + surge);
+        }
+
+        #[test]
+        fn basic_canary_keeps_minimum_availability_while_shrinking(
+            (replicas, weight, surge, unavailable, canary, stable) in basic_situation()
+        ) {
+            let input = BasicCanary { replicas, weight, surge, unavailable, canary: Some(canary), stable: Some(stable), others_spec: 0 };
+            let (c, s) = basic_canary(input);
+            let available_now = canary.available + stable.available;
+            let available_after = canary.available.min(c) + stable.available.min(s);
+            let min_available = replicas - unavailable;
+            prop_assert!(
+                available_after >= available_now.min(min_available),
+                "availability {available_now} -> {available_after}, minimum {min_available}"
+            );
+        }
+
+        #[test]
+        fn basic_canary_converges_to_the_weighted_split(
+            replicas in 1..20i32, weight in 0..=100i32, surge in 0..4i32, unavailable in 0..4i32, start in 0..25i32
+        ) {
+            let unavailable = if surge == 0 && unavailable == 0 { 1 } else { unavailable.min(replicas) };
+            let mut canary = Scale::default();
+            let mut stable = Scale { spec: start.max(1), available: start.max(1) };
+            // Pods become available as soon as they are asked for.
+            for _ in 0..200 {
+                let input = BasicCanary { replicas, weight, surge, unavailable, canary: Some(canary), stable: Some(stable), others_spec: 0 };
+                let (c, s) = basic_canary(input);
+                if (c, s) == (canary.spec, stable.spec) { break; }
+                canary = Scale { spec: c, available: c };
+                stable = Scale { spec: s, available: s };
+            }
+            let target = weighted_split(replicas, weight, surge);
+            prop_assert_eq!((canary.spec, stable.spec), target);
+        }
+
+        #[test]
+        fn routed_counts_are_never_negative_and_bounded(
+            replicas in 0..1000i32, weight in 0..=100i32, min in proptest::option::of(0..50i32),
+            dynamic in any::<bool>(), aborted in any::<bool>(), actual in 0..=100i32
+        ) {
+            let (c, s) = routed_canary(RoutedCanary {
+                replicas, weight, explicit_canary: None, min_pods_per_replica_set: min,
+                dynamic_stable_scale: dynamic, actual_weights: Some((actual, 100 - actual)), aborted,
+            });
+            prop_assert!((0..=replicas).contains(&c) && (0..=replicas).contains(&s), "{c} {s} of {replicas}");
+        }
+    }
+}

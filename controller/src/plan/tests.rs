@@ -1,0 +1,1124 @@
+//! Tests of `plan`: scenarios walked through a small simulator of the cluster, and property
+//! tests of the invariants in `shared/design/architecture.md` §2.
+
+use super::*;
+use crate::api::{
+    CanaryStep, CanaryStrategy, IstioTrafficRouting, IstioVirtualService, RolloutPause,
+    RolloutSpec, RolloutStrategy, SetCanaryScale, TrafficRouting, WorkloadRef,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use proptest::prelude::*;
+use serde_json::json;
+
+const NAMESPACE: &str = "ns";
+
+pub(super) fn t(seconds: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+}
+
+fn template(image: &str) -> PodTemplateSpec {
+    serde_json::from_value(json!({
+        "metadata": {"labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "web", "image": image}]}
+    }))
+    .unwrap()
+}
+
+pub(super) fn set_weight(weight: i32) -> CanaryStep {
+    CanaryStep {
+        set_weight: Some(weight),
+        ..Default::default()
+    }
+}
+
+pub(super) fn pause(seconds: Option<i32>) -> CanaryStep {
+    CanaryStep {
+        pause: Some(RolloutPause {
+            duration: seconds.map(IntOrString::Int),
+        }),
+        ..Default::default()
+    }
+}
+
+fn canary_scale(replicas: Option<i32>, match_traffic: bool) -> CanaryStep {
+    CanaryStep {
+        set_canary_scale: Some(SetCanaryScale {
+            replicas,
+            weight: None,
+            match_traffic_weight: match_traffic.then_some(true),
+        }),
+        ..Default::default()
+    }
+}
+
+fn rollout(replicas: i32, steps: Vec<CanaryStep>) -> Rollout {
+    let mut rollout = Rollout::new(
+        "web",
+        RolloutSpec {
+            replicas: Some(replicas),
+            selector: Some(LabelSelector {
+                match_labels: Some([("app".into(), "web".into())].into()),
+                ..Default::default()
+            }),
+            template: Some(template("v1")),
+            strategy: RolloutStrategy {
+                canary: Some(CanaryStrategy {
+                    steps: Some(steps),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    );
+    rollout.metadata.namespace = Some(NAMESPACE.into());
+    rollout.metadata.uid = Some("uid-1".into());
+    rollout.metadata.generation = Some(1);
+    rollout
+}
+
+/// Adds Istio traffic routing with Services `web-stable`/`web-canary` and VirtualService `web`.
+fn with_istio(mut rollout: Rollout) -> Rollout {
+    let canary = rollout.spec.strategy.canary.as_mut().unwrap();
+    canary.stable_service = Some("web-stable".into());
+    canary.canary_service = Some("web-canary".into());
+    canary.traffic_routing = Some(TrafficRouting {
+        istio: Some(IstioTrafficRouting {
+            virtual_service: Some(IstioVirtualService {
+                name: "web".into(),
+                routes: Some(vec!["primary".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    rollout
+}
+
+fn service(name: &str) -> ServiceView {
+    ServiceView {
+        name: name.into(),
+        selector: [("app".into(), "web".into())].into(),
+        managed_by: None,
+    }
+}
+
+fn virtual_service() -> VirtualServiceView {
+    VirtualServiceView {
+        namespace: NAMESPACE.into(),
+        name: "web".into(),
+        spec: json!({"hosts": ["web"], "http": [{"name": "primary", "route": [
+            {"destination": {"host": "web-stable"}, "weight": 100},
+            {"destination": {"host": "web-canary"}, "weight": 0}
+        ]}]}),
+    }
+}
+
+fn observed(rollout: Rollout) -> Observed {
+    let routed = rollout
+        .spec
+        .strategy
+        .canary
+        .as_ref()
+        .is_some_and(|c| c.traffic_routing.is_some());
+    let mut observed = Observed {
+        rollout,
+        workload: None,
+        replica_sets: Vec::new(),
+        services: BTreeMap::new(),
+        virtual_services: Some(BTreeMap::new()),
+        pods: Vec::new(),
+        now: t(0),
+        config: PlanConfig {
+            settle: Duration::from_secs(2),
+        },
+    };
+    if routed {
+        for name in ["web-stable", "web-canary"] {
+            observed.services.insert(name.into(), service(name));
+        }
+        observed
+            .virtual_services
+            .as_mut()
+            .unwrap()
+            .insert((NAMESPACE.into(), "web".into()), virtual_service());
+    }
+    observed
+}
+
+/// A tiny cluster: applies a plan's writes to `Observed`. Pods become available at once when
+/// `ready` is set, like kwok's fake kubelet.
+pub(super) struct Sim {
+    pub observed: Observed,
+    pub ready: bool,
+    pub plans: Vec<Plan>,
+}
+
+impl Sim {
+    pub fn new(observed: Observed) -> Self {
+        Sim {
+            observed,
+            ready: true,
+            plans: Vec::new(),
+        }
+    }
+
+    pub fn status(&self) -> RolloutStatus {
+        self.observed.rollout.status.clone().unwrap_or_default()
+    }
+
+    /// Plans once, applies it, and lets the ReplicaSets catch up.
+    pub fn step(&mut self) -> Plan {
+        let plan = plan(&self.observed);
+        self.apply(&plan);
+        self.plans.push(plan.clone());
+        plan
+    }
+
+    /// Reconciles until a plan would change nothing (or gives up after 60 rounds).
+    pub fn settle(&mut self) {
+        for _ in 0..60 {
+            self.catch_up();
+            let plan = plan(&self.observed);
+            if plan.actions.is_empty() && plan.status == self.status() {
+                return;
+            }
+            self.apply(&plan);
+            self.plans.push(plan);
+        }
+        panic!(
+            "no fixed point after 60 reconciles; last status: {:#?}",
+            self.status()
+        );
+    }
+
+    /// Moves the clock forward and settles.
+    pub fn wait(&mut self, seconds: i64) {
+        self.observed.now = self.observed.now + SignedDuration::from_secs(seconds);
+        self.settle();
+    }
+
+    pub fn rs(&self, hash: &str) -> Option<&ReplicaSetView> {
+        self.observed.replica_sets.iter().find(|rs| rs.hash == hash)
+    }
+
+    pub fn apply(&mut self, plan: &Plan) {
+        let now = self.observed.now;
+        for action in &plan.actions {
+            match action {
+                Action::CreateReplicaSet(rs) => {
+                    let hash =
+                        rs.metadata.labels.as_ref().unwrap()[POD_TEMPLATE_HASH_LABEL].clone();
+                    let annotations = rs.metadata.annotations.clone().unwrap_or_default();
+                    self.observed.replica_sets.push(ReplicaSetView {
+                        name: rs.metadata.name.clone().unwrap(),
+                        hash,
+                        owned: true,
+                        revision: annotations
+                            .get(REVISION_ANNOTATION)
+                            .and_then(|r| r.parse().ok()),
+                        spec_replicas: rs.spec.as_ref().unwrap().replicas.unwrap(),
+                        desired_replicas_annotation: annotations
+                            .get(DESIRED_REPLICAS_ANNOTATION)
+                            .and_then(|r| r.parse().ok()),
+                        created: Some(now),
+                        status_current: true,
+                        ..Default::default()
+                    });
+                }
+                Action::PatchReplicaSet {
+                    name,
+                    replicas,
+                    annotations,
+                } => {
+                    let rs = self
+                        .observed
+                        .replica_sets
+                        .iter_mut()
+                        .find(|rs| &rs.name == name)
+                        .expect("patched RS exists");
+                    if let Some(replicas) = replicas {
+                        assert!(*replicas >= 0, "negative replicas for {name}");
+                        rs.spec_replicas = *replicas;
+                    }
+                    for (key, value) in annotations {
+                        match key.as_str() {
+                            DESIRED_REPLICAS_ANNOTATION => {
+                                rs.desired_replicas_annotation =
+                                    value.as_ref().map(|v| v.parse().unwrap())
+                            }
+                            SCALE_DOWN_DEADLINE_ANNOTATION => {
+                                rs.scale_down_deadline = value.as_ref().map(|v| v.parse().unwrap())
+                            }
+                            REVISION_ANNOTATION => {
+                                rs.revision = value.as_ref().map(|v| v.parse().unwrap())
+                            }
+                            REVISION_HISTORY_ANNOTATION => rs.revision_history = value.clone(),
+                            _ => {}
+                        }
+                    }
+                }
+                Action::DeleteReplicaSet { name } => {
+                    self.observed.replica_sets.retain(|rs| &rs.name != name)
+                }
+                Action::SetServiceSelector { service, hash } => {
+                    let rollout = self.observed.rollout.metadata.name.clone();
+                    let svc = self
+                        .observed
+                        .services
+                        .get_mut(service)
+                        .expect("service exists");
+                    match hash {
+                        Some(hash) => {
+                            svc.selector
+                                .insert(POD_TEMPLATE_HASH_LABEL.into(), hash.clone());
+                            svc.managed_by = rollout;
+                        }
+                        None => {
+                            svc.selector.remove(POD_TEMPLATE_HASH_LABEL);
+                            svc.managed_by = None;
+                        }
+                    }
+                }
+                Action::SetVirtualServiceWeights {
+                    namespace,
+                    name,
+                    patch,
+                    ..
+                } => {
+                    let vs = self
+                        .observed
+                        .virtual_services
+                        .as_mut()
+                        .unwrap()
+                        .get_mut(&(namespace.clone(), name.clone()))
+                        .unwrap();
+                    let mut object = json!({"spec": vs.spec.clone()});
+                    let patch: json_patch::Patch =
+                        serde_json::from_value(serde_json::Value::Array(patch.clone())).unwrap();
+                    json_patch::patch(&mut object, &patch).expect("weight patch applies");
+                    vs.spec = object["spec"].clone();
+                }
+                Action::ScaleWorkload { replicas, .. } => {
+                    let workload = self.observed.workload.as_mut().expect("workload exists");
+                    workload.deployment_replicas = Some(*replicas);
+                    workload.deployment_available = *replicas;
+                }
+                Action::AddFinalizer => self
+                    .observed
+                    .rollout
+                    .metadata
+                    .finalizers
+                    .get_or_insert_with(Vec::new)
+                    .push(FINALIZER.into()),
+                Action::RemoveFinalizer => self.observed.rollout.metadata.finalizers = None,
+                Action::DefaultReplicas => self.observed.rollout.spec.replicas = Some(1),
+                Action::AdoptReplicaSet { name } => self
+                    .observed
+                    .replica_sets
+                    .iter_mut()
+                    .filter(|rs| &rs.name == name)
+                    .for_each(|rs| rs.owned = true),
+                Action::AnnotateRevision { .. } | Action::EvictPod { .. } => {}
+            }
+        }
+        self.observed.rollout.status = Some(plan.status.clone());
+        self.catch_up();
+    }
+
+    /// The ReplicaSet controller and kubelets do their part.
+    fn catch_up(&mut self) {
+        for rs in &mut self.observed.replica_sets {
+            rs.status_replicas = rs.spec_replicas;
+            if self.ready {
+                rs.available = rs.spec_replicas;
+                rs.ready = rs.spec_replicas;
+            } else {
+                rs.available = rs.available.min(rs.spec_replicas);
+                rs.ready = rs.ready.min(rs.spec_replicas);
+            }
+        }
+    }
+
+    pub fn update_template(&mut self, image: &str) {
+        self.observed.rollout.spec.template = Some(template(image));
+        self.observed.rollout.metadata.generation =
+            self.observed.rollout.metadata.generation.map(|g| g + 1);
+    }
+
+    pub fn set_status(&mut self, edit: impl FnOnce(&mut RolloutStatus)) {
+        let mut status = self.status();
+        edit(&mut status);
+        self.observed.rollout.status = Some(status);
+    }
+
+    pub fn vs_weights(&self) -> (i64, i64) {
+        let vs = &self.observed.virtual_services.as_ref().unwrap()
+            [&(NAMESPACE.to_string(), "web".to_string())];
+        let route = &vs.spec["http"][0]["route"];
+        (
+            route[0]["weight"].as_i64().unwrap(),
+            route[1]["weight"].as_i64().unwrap(),
+        )
+    }
+
+    pub fn selector(&self, service: &str) -> Option<String> {
+        self.observed.services[service]
+            .selector
+            .get(POD_TEMPLATE_HASH_LABEL)
+            .cloned()
+    }
+
+    pub fn events(&self) -> Vec<&'static str> {
+        self.plans
+            .iter()
+            .flat_map(|p| p.events.iter().map(|e| e.reason))
+            .collect()
+    }
+}
+
+fn hash_of(image: &str) -> String {
+    hash::pod_template_hash(&template(image), None)
+}
+
+fn phase(sim: &Sim) -> String {
+    sim.status().phase.unwrap_or_default()
+}
+
+#[test]
+fn initial_deploy_is_stable_at_once_and_healthy() {
+    let mut sim = Sim::new(observed(rollout(4, vec![set_weight(25), pause(None)])));
+    let first = sim.step();
+    assert!(
+        matches!(&first.actions[..], [Action::CreateReplicaSet(rs), Action::AnnotateRevision { revision: 1 }] if rs.spec.as_ref().unwrap().replicas == Some(4)),
+        "{first:#?}"
+    );
+    assert!(
+        first
+            .events
+            .iter()
+            .any(|e| e.message.ends_with("Initial deploy")),
+        "{:?}",
+        first.events
+    );
+    sim.settle();
+    let status = sim.status();
+    let v1 = hash_of("v1");
+    assert_eq!(status.stable_rs.as_deref(), Some(v1.as_str()));
+    assert_eq!(status.current_step_index, Some(2));
+    assert_eq!(phase(&sim), "Healthy");
+    assert_eq!(status.hpa_replicas, Some(4));
+    assert_eq!(status.selector.as_deref(), Some("app=web"));
+    assert_eq!(status.observed_generation.as_deref(), Some("1"));
+    let condition = |type_: &str| {
+        status
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == type_)
+            .map(|c| c.status.clone())
+    };
+    assert_eq!(condition("Healthy").as_deref(), Some("True"));
+    assert_eq!(condition("Completed").as_deref(), Some("True"));
+    assert_eq!(condition("Available").as_deref(), Some("True"));
+}
+
+fn healthy_basic(steps: Vec<CanaryStep>) -> Sim {
+    let mut sim = Sim::new(observed(rollout(4, steps)));
+    sim.settle();
+    sim
+}
+
+#[test]
+fn basic_canary_walks_its_steps() {
+    let mut sim = healthy_basic(vec![
+        set_weight(25),
+        pause(None),
+        set_weight(50),
+        pause(Some(5)),
+    ]);
+    let (v1, v2) = (hash_of("v1"), hash_of("v2"));
+    sim.update_template("v2");
+    sim.settle();
+    assert_eq!(phase(&sim), "Paused");
+    assert_eq!(sim.status().current_step_index, Some(1));
+    assert_eq!(sim.rs(&v2).unwrap().spec_replicas, 1);
+    assert_eq!(sim.rs(&v1).unwrap().spec_replicas, 3);
+    assert!(
+        sim.status().message.unwrap().contains("until promoted"),
+        "{:?}",
+        sim.status().message
+    );
+
+    // Promote the way the plugin does: clear the pause conditions.
+    sim.set_status(|s| s.pause_conditions = None);
+    sim.settle();
+    assert_eq!(sim.status().current_step_index, Some(3));
+    assert_eq!(
+        (
+            sim.rs(&v2).unwrap().spec_replicas,
+            sim.rs(&v1).unwrap().spec_replicas
+        ),
+        (2, 2)
+    );
+    assert_eq!(phase(&sim), "Paused");
+
+    sim.wait(4);
+    assert_eq!(
+        sim.status().current_step_index,
+        Some(3),
+        "5 s have not passed"
+    );
+    let plan = plan(&sim.observed);
+    assert_eq!(
+        plan.requeue_after,
+        Some(Duration::from_secs(1)),
+        "requeued exactly at the pause's expiry"
+    );
+    sim.wait(1);
+    assert_eq!(sim.status().stable_rs.as_deref(), Some(v2.as_str()));
+    assert_eq!(
+        (
+            sim.rs(&v2).unwrap().spec_replicas,
+            sim.rs(&v1).unwrap().spec_replicas
+        ),
+        (4, 0)
+    );
+    assert_eq!(phase(&sim), "Healthy");
+    assert_eq!(sim.status().current_step_index, Some(4));
+}
+
+#[test]
+fn abort_returns_to_stable_and_retry_starts_over() {
+    let mut sim = healthy_basic(vec![set_weight(25), pause(None), set_weight(50)]);
+    let (v1, v2) = (hash_of("v1"), hash_of("v2"));
+    sim.update_template("v2");
+    sim.settle();
+    sim.set_status(|s| s.abort = Some(true));
+    sim.settle();
+    assert_eq!(phase(&sim), "Degraded");
+    assert!(
+        sim.status()
+            .message
+            .unwrap()
+            .starts_with("RolloutAborted: Rollout aborted update to revision 2")
+    );
+    assert_eq!(
+        (
+            sim.rs(&v2).unwrap().spec_replicas,
+            sim.rs(&v1).unwrap().spec_replicas
+        ),
+        (0, 4)
+    );
+    assert!(sim.events().contains(&"RolloutAborted"));
+
+    sim.set_status(|s| s.abort = Some(false));
+    sim.settle();
+    assert_eq!(phase(&sim), "Paused");
+    assert_eq!(sim.status().current_step_index, Some(1));
+    assert_eq!(sim.status().aborted_at, None);
+    assert_eq!(sim.rs(&v2).unwrap().spec_replicas, 1);
+}
+
+#[test]
+fn abort_with_nothing_in_flight_is_a_no_op() {
+    let mut sim = healthy_basic(vec![set_weight(25)]);
+    sim.set_status(|s| s.abort = Some(true));
+    sim.settle();
+    assert_eq!(phase(&sim), "Healthy");
+    assert_eq!(sim.status().abort, None);
+}
+
+#[test]
+fn template_back_to_stable_is_a_fast_rollback() {
+    let mut sim = healthy_basic(vec![set_weight(25), pause(None)]);
+    sim.update_template("v2");
+    sim.settle();
+    sim.update_template("v1");
+    sim.settle();
+    assert_eq!(phase(&sim), "Healthy");
+    assert!(sim.events().contains(&"SkipSteps"));
+    assert_eq!(sim.rs(&hash_of("v2")).unwrap().spec_replicas, 0);
+}
+
+#[test]
+fn promote_full_skips_the_remaining_steps() {
+    let mut sim = healthy_basic(vec![
+        set_weight(25),
+        pause(None),
+        set_weight(50),
+        pause(None),
+    ]);
+    sim.update_template("v2");
+    sim.settle();
+    sim.set_status(|s| s.promote_full = Some(true));
+    sim.settle();
+    assert_eq!(phase(&sim), "Healthy");
+    assert_eq!(sim.status().promote_full, None);
+    assert_eq!(sim.status().stable_rs, Some(hash_of("v2")));
+}
+
+#[test]
+fn manual_pause_freezes_steps_but_not_scaling() {
+    let mut sim = healthy_basic(vec![set_weight(25), pause(Some(10)), set_weight(50)]);
+    sim.update_template("v2");
+    sim.settle();
+    sim.observed.rollout.spec.paused = Some(true);
+    sim.wait(30);
+    assert_eq!(phase(&sim), "Paused");
+    assert_eq!(
+        sim.status().current_step_index,
+        Some(1),
+        "the timed pause does not end while paused"
+    );
+    // An HPA raises replicas: the pods are re-split at the same weight.
+    sim.observed.rollout.spec.replicas = Some(8);
+    sim.settle();
+    assert_eq!(
+        (
+            sim.rs(&hash_of("v2")).unwrap().spec_replicas,
+            sim.rs(&hash_of("v1")).unwrap().spec_replicas
+        ),
+        (2, 6)
+    );
+    assert_eq!(sim.status().current_step_index, Some(1));
+}
+
+#[test]
+fn a_paused_rollout_starts_no_new_revision() {
+    let mut initial = rollout(4, vec![set_weight(25)]);
+    initial.spec.paused = Some(true);
+    let mut sim = Sim::new(observed(initial));
+    sim.settle();
+    assert!(sim.observed.replica_sets.is_empty());
+    assert_eq!(phase(&sim), "Paused");
+    sim.observed.rollout.spec.paused = None;
+    sim.settle();
+    assert_eq!(phase(&sim), "Healthy");
+}
+
+#[test]
+fn steps_edit_restarts_at_step_zero() {
+    let mut sim = healthy_basic(vec![
+        set_weight(25),
+        pause(None),
+        set_weight(50),
+        pause(None),
+    ]);
+    sim.update_template("v2");
+    sim.settle();
+    sim.set_status(|s| s.pause_conditions = None);
+    sim.settle();
+    assert_eq!(sim.status().current_step_index, Some(3));
+    sim.observed
+        .rollout
+        .spec
+        .strategy
+        .canary
+        .as_mut()
+        .unwrap()
+        .steps = Some(vec![
+        set_weight(10),
+        pause(None),
+        set_weight(50),
+        pause(None),
+    ]);
+    sim.settle();
+    assert_eq!(sim.status().current_step_index, Some(1));
+}
+
+#[test]
+fn invalid_specs_are_reported_and_nothing_is_written() {
+    let cases: Vec<(Box<dyn Fn(&mut Rollout)>, &str)> = vec![
+        (
+            Box::new(|r| r.spec.strategy.blue_green = Some(json!({}))),
+            "spec.strategy.blueGreen is not supported by this controller yet",
+        ),
+        (
+            Box::new(|r| {
+                r.spec
+                    .strategy
+                    .canary
+                    .as_mut()
+                    .unwrap()
+                    .steps
+                    .as_mut()
+                    .unwrap()
+                    .push(CanaryStep {
+                        experiment: Some(json!({})),
+                        ..Default::default()
+                    })
+            }),
+            "spec.strategy.canary.steps[2].experiment is not supported",
+        ),
+        (
+            Box::new(|r| {
+                r.spec.workload_ref = Some(WorkloadRef {
+                    kind: "Deployment".into(),
+                    name: "web".into(),
+                    ..Default::default()
+                })
+            }),
+            "spec.template must be empty when spec.workloadRef is set",
+        ),
+        (
+            Box::new(|r| r.spec.selector = None),
+            "spec.selector is required",
+        ),
+        (
+            Box::new(|r| {
+                r.spec.selector.as_mut().unwrap().match_labels =
+                    Some([("app".into(), "other".into())].into())
+            }),
+            "label app=other is missing",
+        ),
+        (
+            Box::new(|r| {
+                r.spec.strategy.canary.as_mut().unwrap().steps =
+                    Some(vec![canary_scale(Some(1), false)])
+            }),
+            "setCanaryScale needs spec.strategy.canary.trafficRouting",
+        ),
+        (
+            Box::new(|r| {
+                let canary = r.spec.strategy.canary.as_mut().unwrap();
+                canary.max_surge = Some(IntOrString::Int(0));
+                canary.max_unavailable = Some(IntOrString::String("0%".into()));
+            }),
+            "maxSurge and maxUnavailable are both 0",
+        ),
+    ];
+    for (edit, expected) in cases {
+        let mut spec = rollout(4, vec![set_weight(25), pause(None)]);
+        edit(&mut spec);
+        let plan = plan(&observed(spec));
+        assert!(plan.actions.is_empty(), "{expected}: {:?}", plan.actions);
+        assert_eq!(plan.status.phase.as_deref(), Some("Degraded"));
+        let message = plan.status.message.unwrap();
+        assert!(
+            message.contains(expected),
+            "expected {expected:?} in {message:?}"
+        );
+        assert_eq!(plan.events.first().map(|e| e.reason), Some("InvalidSpec"));
+    }
+}
+
+#[test]
+fn a_missing_workload_is_invalid_until_it_appears() {
+    let mut spec = rollout(2, vec![set_weight(50)]);
+    spec.spec.template = None;
+    spec.spec.workload_ref = Some(WorkloadRef {
+        kind: "Deployment".into(),
+        name: "web".into(),
+        scale_down: Some("onsuccess".into()),
+        ..Default::default()
+    });
+    let mut sim = Sim::new(observed(spec));
+    sim.settle();
+    assert!(
+        sim.status()
+            .message
+            .unwrap()
+            .contains("Deployment \"web\" not found")
+    );
+    assert!(sim.observed.replica_sets.is_empty());
+    sim.observed.workload = Some(Workload {
+        template: template("v1"),
+        selector: None,
+        generation: Some(3),
+        deployment_replicas: Some(2),
+        deployment_available: 2,
+    });
+    sim.settle();
+    assert_eq!(phase(&sim), "Healthy");
+    assert_eq!(
+        sim.observed.workload.as_ref().unwrap().deployment_replicas,
+        Some(0),
+        "scaled down once the Rollout serves"
+    );
+    assert_eq!(
+        sim.status().workload_observed_generation.as_deref(),
+        Some("3")
+    );
+    // A GitOps re-sync brings the Deployment back: undone.
+    sim.observed.workload.as_mut().unwrap().deployment_replicas = Some(2);
+    sim.settle();
+    assert_eq!(
+        sim.observed.workload.as_ref().unwrap().deployment_replicas,
+        Some(0)
+    );
+    // Deleting the Rollout gives the Deployment its pods back first.
+    sim.observed.rollout.metadata.deletion_timestamp = Some(Time(sim.observed.now));
+    let plan = plan(&sim.observed);
+    assert_eq!(
+        plan.actions,
+        vec![Action::ScaleWorkload {
+            name: "web".into(),
+            replicas: 2
+        }],
+        "the finalizer waits for availability"
+    );
+    sim.apply(&plan);
+    let plan = super::plan(&sim.observed);
+    assert_eq!(plan.actions, vec![Action::RemoveFinalizer]);
+}
+
+#[test]
+fn istio_canary_moves_traffic_and_promotes_without_dropping_requests() {
+    let steps = vec![
+        canary_scale(Some(2), false),
+        pause(None),
+        canary_scale(None, true),
+        set_weight(10),
+        pause(None),
+        set_weight(50),
+    ];
+    let mut sim = Sim::new(observed(with_istio(rollout(4, steps))));
+    sim.settle();
+    let (v1, v2) = (hash_of("v1"), hash_of("v2"));
+    assert_eq!(sim.selector("web-stable"), Some(v1.clone()));
+    assert_eq!(sim.selector("web-canary"), Some(v1.clone()));
+    assert_eq!(sim.vs_weights(), (100, 0));
+    assert_eq!(phase(&sim), "Healthy");
+
+    sim.update_template("v2");
+    sim.settle();
+    assert_eq!(phase(&sim), "Paused");
+    assert_eq!(
+        (
+            sim.rs(&v2).unwrap().spec_replicas,
+            sim.rs(&v1).unwrap().spec_replicas
+        ),
+        (2, 4)
+    );
+    assert_eq!(
+        sim.vs_weights(),
+        (100, 0),
+        "setCanaryScale moves no traffic"
+    );
+    assert_eq!(sim.selector("web-canary"), Some(v2.clone()));
+
+    sim.set_status(|s| s.pause_conditions = None);
+    sim.settle();
+    assert_eq!(sim.vs_weights(), (90, 10));
+    assert_eq!(
+        sim.rs(&v2).unwrap().spec_replicas,
+        1,
+        "matchTrafficWeight: ceil(4 * 10%)"
+    );
+    assert_eq!(
+        sim.status()
+            .canary
+            .as_ref()
+            .unwrap()
+            .weights
+            .as_ref()
+            .unwrap()
+            .canary
+            .weight,
+        10
+    );
+    assert!(sim.events().contains(&"TrafficWeightUpdated"));
+
+    // An external edit of the weights is put back.
+    let vs = sim
+        .observed
+        .virtual_services
+        .as_mut()
+        .unwrap()
+        .get_mut(&(NAMESPACE.to_string(), "web".to_string()))
+        .unwrap();
+    vs.spec["http"][0]["route"][0]["weight"] = json!(100);
+    vs.spec["http"][0]["route"][1]["weight"] = json!(0);
+    sim.settle();
+    assert_eq!(sim.vs_weights(), (90, 10));
+
+    sim.set_status(|s| s.pause_conditions = None);
+    sim.settle();
+    // All steps done: the canary gets every pod, then all traffic; the stable Service waits to settle.
+    assert_eq!(sim.vs_weights(), (0, 100));
+    assert_eq!(
+        sim.selector("web-stable"),
+        Some(v1.clone()),
+        "settle before the stable Service moves"
+    );
+    assert_eq!(phase(&sim), "Progressing");
+    sim.wait(2);
+    assert_eq!(sim.selector("web-stable"), Some(v2.clone()));
+    assert_eq!(
+        sim.vs_weights(),
+        (0, 100),
+        "settle again before traffic returns to the stable Service"
+    );
+    assert_eq!(phase(&sim), "Progressing");
+    sim.wait(2);
+    assert_eq!(sim.vs_weights(), (100, 0));
+    assert_eq!(phase(&sim), "Healthy");
+    assert_eq!(
+        sim.rs(&v1).unwrap().spec_replicas,
+        4,
+        "old pods are kept for scaleDownDelaySeconds"
+    );
+    sim.wait(30);
+    assert_eq!(sim.rs(&v1).unwrap().spec_replicas, 0);
+}
+
+#[test]
+fn istio_abort_moves_traffic_first_then_services_then_pods() {
+    let mut sim = Sim::new(observed(with_istio(rollout(
+        4,
+        vec![set_weight(50), pause(None)],
+    ))));
+    sim.settle();
+    let (v1, v2) = (hash_of("v1"), hash_of("v2"));
+    sim.update_template("v2");
+    sim.settle();
+    assert_eq!(sim.vs_weights(), (50, 50));
+    sim.set_status(|s| s.abort = Some(true));
+    let plan = sim.step();
+    assert_eq!(sim.vs_weights(), (100, 0), "weight back to stable first");
+    assert_eq!(sim.selector("web-canary"), Some(v2.clone()));
+    assert!(
+        plan.actions
+            .iter()
+            .all(|a| !matches!(a, Action::SetServiceSelector { .. }))
+    );
+    sim.wait(2);
+    assert_eq!(
+        sim.selector("web-canary"),
+        Some(v1.clone()),
+        "then the canary Service, after settling"
+    );
+    assert_eq!(sim.rs(&v2).unwrap().spec_replicas, 2);
+    sim.wait(31);
+    assert_eq!(
+        sim.rs(&v2).unwrap().spec_replicas,
+        0,
+        "then the canary pods, after abortScaleDownDelaySeconds"
+    );
+    assert_eq!(phase(&sim), "Degraded");
+}
+
+#[test]
+fn no_weight_goes_to_a_canary_without_available_pods() {
+    let mut sim = Sim::new(observed(with_istio(rollout(4, vec![set_weight(50)]))));
+    sim.settle();
+    sim.ready = false;
+    sim.update_template("v2");
+    sim.settle();
+    assert_eq!(sim.vs_weights(), (100, 0));
+    assert_eq!(
+        sim.selector("web-canary"),
+        Some(hash_of("v1")),
+        "the canary Service waits for available pods"
+    );
+    assert!(
+        sim.status()
+            .message
+            .unwrap()
+            .contains("0 of 2 pods available"),
+        "{:?}",
+        sim.status().message
+    );
+}
+
+#[test]
+fn hpa_scaling_mid_canary_resplits_without_advancing() {
+    let mut sim = healthy_basic(vec![set_weight(25), pause(Some(1)), set_weight(50)]);
+    sim.update_template("v2");
+    sim.settle();
+    let index = sim.status().current_step_index;
+    sim.observed.rollout.spec.replicas = Some(8);
+    sim.observed.now = sim.observed.now + SignedDuration::from_secs(5);
+    let plan = sim.step();
+    assert_eq!(
+        plan.status.current_step_index, index,
+        "the scaling reconcile doesn't advance"
+    );
+}
+
+#[test]
+fn restart_evicts_old_pods_within_max_unavailable() {
+    let mut sim = healthy_basic(vec![set_weight(25)]);
+    let v1 = hash_of("v1");
+    sim.observed.pods = (0..4)
+        .map(|i| PodView {
+            name: format!("p{i}"),
+            hash: v1.clone(),
+            created: Some(t(0)),
+            available: true,
+            deleting: false,
+        })
+        .collect();
+    sim.observed.rollout.spec.restart_at = Some(Time(t(10)));
+    let early = plan(&sim.observed);
+    assert_eq!(early.requeue_after, Some(Duration::from_secs(10)));
+    sim.observed.now = t(10);
+    let plan = plan(&sim.observed);
+    let evicted: Vec<_> = plan
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::EvictPod { .. }))
+        .collect();
+    assert_eq!(evicted.len(), 1, "25% of 4");
+    sim.observed.pods = (0..4)
+        .map(|i| PodView {
+            name: format!("n{i}"),
+            hash: v1.clone(),
+            created: Some(t(11)),
+            available: true,
+            deleting: false,
+        })
+        .collect();
+    let done = super::plan(&sim.observed);
+    assert_eq!(done.status.restarted_at, Some(Time(t(10))));
+}
+
+#[test]
+fn old_revisions_beyond_the_history_limit_are_deleted() {
+    let mut spec = rollout(1, vec![]);
+    spec.spec.revision_history_limit = Some(1);
+    let mut sim = Sim::new(observed(spec));
+    sim.settle();
+    for image in ["v2", "v3", "v4"] {
+        sim.update_template(image);
+        sim.settle();
+    }
+    let hashes: Vec<String> = sim
+        .observed
+        .replica_sets
+        .iter()
+        .map(|rs| rs.hash.clone())
+        .collect();
+    assert_eq!(hashes, vec![hash_of("v3"), hash_of("v4")]);
+}
+
+// ---- properties ---------------------------------------------------------------------------
+
+fn any_step() -> impl Strategy<Value = CanaryStep> {
+    prop_oneof![
+        (0..=100i32).prop_map(set_weight),
+        proptest::option::of(0..5i32).prop_map(pause)
+    ]
+}
+
+fn any_scenario() -> impl Strategy<Value = (i32, Vec<CanaryStep>, bool, Vec<u8>)> {
+    (
+        1..8i32,
+        proptest::collection::vec(any_step(), 0..6),
+        any::<bool>(),
+        proptest::collection::vec(any::<u8>(), 1..40),
+    )
+}
+
+/// Drives random user actions (template changes, promotes, aborts, retries, scaling, time) and
+/// checks the invariants after every reconcile.
+fn check_invariants(
+    replicas: i32,
+    steps: Vec<CanaryStep>,
+    routed: bool,
+    script: Vec<u8>,
+) -> Result<(), TestCaseError> {
+    let spec = rollout(replicas, steps);
+    let mut sim = Sim::new(observed(if routed { with_istio(spec) } else { spec }));
+    let mut image = 1;
+    for byte in script {
+        match byte % 8 {
+            0 => {
+                image += 1;
+                sim.update_template(&format!("v{image}"));
+            }
+            1 => sim.set_status(|s| s.pause_conditions = None),
+            2 => sim.set_status(|s| s.abort = Some(true)),
+            3 => sim.set_status(|s| s.abort = Some(false)),
+            4 => sim.observed.rollout.spec.replicas = Some(i32::from(byte % 7) + 1),
+            5 => sim.ready = !sim.ready,
+            _ => {
+                sim.observed.now =
+                    sim.observed.now + SignedDuration::from_secs(i64::from(byte % 40))
+            }
+        }
+        for _ in 0..4 {
+            let before = sim.status();
+            let plan = plan(&sim.observed);
+            let index_before = before.current_step_index.unwrap_or(0);
+            let index_after = plan.status.current_step_index.unwrap_or(0);
+            let same_revision = before.current_pod_hash == plan.status.current_pod_hash
+                && before.current_step_hash == plan.status.current_step_hash;
+            let jumps = plan.status.promote_full == Some(true)
+                || before.promote_full == Some(true)
+                || plan.status.stable_rs != before.stable_rs;
+            if same_revision && !jumps && before.abort == plan.status.abort {
+                prop_assert!(
+                    index_after - index_before <= 1,
+                    "more than one step advanced: {index_before} -> {index_after}"
+                );
+            }
+            let patched: Vec<&String> = plan
+                .actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::PatchReplicaSet { name, .. } => Some(name),
+                    _ => None,
+                })
+                .collect();
+            let distinct: std::collections::BTreeSet<_> = patched.iter().collect();
+            prop_assert_eq!(
+                patched.len(),
+                distinct.len(),
+                "a ReplicaSet patched twice in one plan"
+            );
+            for action in &plan.actions {
+                match action {
+                    Action::PatchReplicaSet {
+                        replicas: Some(n), ..
+                    } => prop_assert!(*n >= 0),
+                    Action::SetServiceSelector {
+                        hash: Some(hash), ..
+                    } => {
+                        let target = sim.rs(hash);
+                        prop_assert!(
+                            target.is_some_and(|rs| rs.available > 0),
+                            "Service pointed at {hash} with no available pods"
+                        );
+                    }
+                    Action::SetVirtualServiceWeights { canary_weight, .. } => {
+                        prop_assert!((0..=100).contains(canary_weight));
+                        if *canary_weight > 0 {
+                            let canary_hash = plan.status.current_pod_hash.clone().unwrap();
+                            prop_assert!(
+                                sim.rs(&canary_hash).is_some_and(|rs| rs.available > 0),
+                                "weight to a canary without pods"
+                            );
+                            prop_assert_eq!(sim.selector("web-canary"), Some(canary_hash));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(weights) = plan.status.canary.as_ref().and_then(|c| c.weights.as_ref()) {
+                prop_assert_eq!(weights.canary.weight + weights.stable.weight, 100);
+            }
+            sim.apply(&plan);
+            sim.plans.push(plan);
+        }
+    }
+    // Convergence: with pods ready and time frozen, the plans reach a fixed point.
+    sim.ready = true;
+    sim.settle();
+    let plan = plan(&sim.observed);
+    prop_assert!(plan.actions.is_empty(), "not converged: {:?}", plan.actions);
+    prop_assert_eq!(&plan.status, &sim.status());
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn plans_keep_the_invariants((replicas, steps, routed, script) in any_scenario()) {
+        check_invariants(replicas, steps, routed, script)?;
+    }
+}
