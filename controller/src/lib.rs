@@ -2,4 +2,9 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod apply;
+pub mod cache;
+pub mod observe;
 pub mod plan;
+pub mod reconcile;
+pub mod runtime;

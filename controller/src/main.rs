@@ -1,4 +1,13 @@
-use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use kube::Client;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use rollouts_controller::plan::PlanConfig;
+use rollouts_controller::reconcile::Settings;
+use rollouts_controller::runtime::{self, Options};
 
 #[derive(Parser)]
 #[command(
@@ -13,12 +22,118 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controller.
+    Run(RunFlags),
     /// Print the Rollout CustomResourceDefinition as YAML.
     Crd,
 }
 
-fn main() {
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Parser)]
+struct RunFlags {
+    /// Kubeconfig to use; default: KUBECONFIG, ~/.kube/config, or the in-cluster ServiceAccount.
+    #[arg(long, env = "ROLLOUTS_KUBECONFIG")]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// Kubeconfig context to use.
+    #[arg(long, env = "ROLLOUTS_CONTEXT")]
+    context: Option<String>,
+    /// Watch and manage only this namespace (needs only namespaced RBAC: rbac/controller-namespaced.yaml).
+    #[arg(long, env = "ROLLOUTS_NAMESPACE")]
+    namespace: Option<String>,
+    /// Manage only Rollouts labelled argo-rollouts.argoproj.io/instance-id=<ID>; without it,
+    /// only Rollouts without that label.
+    #[arg(long, env = "ROLLOUTS_INSTANCE_ID")]
+    instance_id: Option<String>,
+    /// Seconds between consecutive traffic changes of a promotion or abort (weight, then
+    /// Service selector, then weight), so every proxy has the new routes before pods leave a
+    /// Service. A Rollout's spec.strategy.canary.trafficSettleSeconds overrides it.
+    #[arg(long, env = "ROLLOUTS_SETTLE_SECONDS", default_value_t = 10)]
+    settle_seconds: u64,
+    /// Address of the admin server (/livez, /readyz, /metrics).
+    #[arg(long, env = "ROLLOUTS_ADMIN_ADDRESS", default_value = "0.0.0.0:8090")]
+    admin_address: SocketAddr,
+    /// Rollouts reconciled at the same time.
+    #[arg(long, env = "ROLLOUTS_CONCURRENCY", default_value_t = 8)]
+    concurrency: u16,
+    /// Log format.
+    #[arg(long, env = "ROLLOUTS_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let color = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(color);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+    }
+}
+
+async fn client(flags: &RunFlags) -> anyhow::Result<Client> {
+    let options = KubeConfigOptions { context: flags.context.clone(), ..Default::default() };
+    let config = match &flags.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?
+        }
+        None if flags.context.is_some() => kube::Config::from_kubeconfig(&options).await?,
+        None => kube::Config::infer().await?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+/// Resolves on SIGTERM or Ctrl-C; a second signal exits at once.
+async fn shutdown_signal() {
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing reconciles in flight (signal again to force)");
+    tokio::spawn(async {
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(1);
+    });
+}
+
+async fn wait_for_signal() {
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn run(flags: RunFlags) -> anyhow::Result<()> {
+    init_logging(flags.log_format);
+    let client = client(&flags).await?;
+    let options = Options {
+        settings: Settings {
+            namespace: flags.namespace,
+            instance_id: flags.instance_id,
+            plan: PlanConfig { settle: Duration::from_secs(flags.settle_seconds) },
+        },
+        admin_address: Some(flags.admin_address),
+        concurrency: flags.concurrency.max(1),
+        instance_name: std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "rollouts-controller".into()),
+    };
+    runtime::run(client, options, shutdown_signal()).await
+}
+
+fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Crd => print!("{}", rollouts_controller::api::crd_yaml()),
+        Command::Crd => {
+            print!("{}", rollouts_controller::api::crd_yaml());
+            Ok(())
+        }
+        Command::Run(flags) => tokio::runtime::Runtime::new()?.block_on(run(flags)),
     }
 }

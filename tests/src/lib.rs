@@ -24,32 +24,26 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// Label on every namespace a test creates, so leftovers are easy to find and delete.
+pub mod controller;
+pub mod rollouts;
+
 pub const TEST_NAMESPACE_LABEL: &str = "rollouts-e2e";
 /// How long a wait lasts unless a test says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The repository root (the parent of this crate).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
 /// The kubeconfig of the e2e cluster: `KUBECONFIG`, else the harness's.
 pub fn kubeconfig_path() -> PathBuf {
-    std::env::var_os("KUBECONFIG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/cluster/kubeconfig"))
+    std::env::var_os("KUBECONFIG").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target/cluster/kubeconfig"))
 }
 
 async fn client_from(path: &Path) -> Result<Client> {
-    let kubeconfig = Kubeconfig::read_from(path).with_context(|| {
-        format!(
-            "reading kubeconfig {} (start the cluster with `make cluster-up`)",
-            path.display()
-        )
-    })?;
+    let kubeconfig = Kubeconfig::read_from(path)
+        .with_context(|| format!("reading kubeconfig {} (start the cluster with `make cluster-up`)", path.display()))?;
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
     Ok(Client::try_from(config)?)
 }
@@ -59,10 +53,7 @@ pub async fn admin_client() -> Result<Client> {
     let path = kubeconfig_path();
     let client = client_from(&path).await?;
     client.apiserver_version().await.with_context(|| {
-        format!(
-            "the e2e cluster at {} is unreachable: run `make cluster-up` (or `make test`)",
-            path.display()
-        )
+        format!("the e2e cluster at {} is unreachable: run `make cluster-up` (or `make test`)", path.display())
     })?;
     Ok(client)
 }
@@ -113,12 +104,8 @@ impl TestNamespace {
     pub async fn with_labels(test: &str, labels: &[(&str, &str)]) -> Result<Self> {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let client = admin_client().await?;
-        let suffix =
-            (std::process::id() % 10_000) * 100 + COUNTER.fetch_add(1, Ordering::Relaxed) % 100;
-        let name = format!("{}-{suffix}", test.replace('_', "-"))
-            .chars()
-            .take(63)
-            .collect::<String>();
+        let suffix = (std::process::id() % 10_000) * 100 + COUNTER.fetch_add(1, Ordering::Relaxed) % 100;
+        let name = format!("{}-{suffix}", test.replace('_', "-")).chars().take(63).collect::<String>();
         let mut all_labels = serde_json::Map::new();
         all_labels.insert(TEST_NAMESPACE_LABEL.into(), "true".into());
         for (key, value) in labels {
@@ -127,9 +114,7 @@ impl TestNamespace {
         let namespace: Namespace = serde_json::from_value(serde_json::json!({
             "metadata": { "name": name, "labels": all_labels }
         }))?;
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &namespace)
-            .await?;
+        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await?;
         Ok(TestNamespace { client, name })
     }
 
@@ -148,35 +133,18 @@ impl TestNamespace {
     /// Server-side applies a typed object into this namespace.
     pub async fn apply_object<K>(&self, object: &K) -> Result<K>
     where
-        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-            + Serialize
-            + DeserializeOwned
-            + Clone
-            + Debug,
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
     {
         let name = object.meta().name.clone().context("object has no name")?;
         let params = PatchParams::apply("e2e").force();
-        Ok(self
-            .api::<K>()
-            .patch(&name, &params, &Patch::Apply(object))
-            .await?)
+        Ok(self.api::<K>().patch(&name, &params, &Patch::Apply(object)).await?)
     }
 
     /// Polls `name` until `done` holds, or fails after `timeout`, printing the object and what the
     /// namespace holds.
-    pub async fn wait_for<K>(
-        &self,
-        name: &str,
-        what: &str,
-        timeout: Duration,
-        done: impl Fn(&K) -> bool,
-    ) -> Result<K>
+    pub async fn wait_for<K>(&self, name: &str, what: &str, timeout: Duration, done: impl Fn(&K) -> bool) -> Result<K>
     where
-        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-            + Serialize
-            + DeserializeOwned
-            + Clone
-            + Debug,
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
     {
         let api = self.api::<K>();
         let result = poll_until(timeout, || async {
@@ -188,13 +156,9 @@ impl TestNamespace {
             Ok(object) => Ok(object),
             Err(error) => {
                 let last = api.get_opt(name).await.ok().flatten();
-                let last = last
-                    .map(|o| to_yaml(&o))
-                    .unwrap_or_else(|| "<not found>".into());
+                let last = last.map(|o| to_yaml(&o)).unwrap_or_else(|| "<not found>".into());
                 let state = self.describe().await;
-                bail!(
-                    "timed out after {timeout:?} waiting for {what} ({error})\n--- {name}:\n{last}\n{state}"
-                )
+                bail!("timed out after {timeout:?} waiting for {what} ({error})\n--- {name}:\n{last}\n{state}")
             }
         }
     }
@@ -251,14 +215,18 @@ impl Drop for TestNamespace {
         // Drop can't await, and the test's runtime may be shutting down: use a runtime of our own.
         let name = self.name.clone();
         let deleted = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(async {
                 let client = admin_client().await?;
-                Api::<Namespace>::all(client)
-                    .delete(&name, &DeleteParams::background())
-                    .await?;
+                Api::<Namespace>::all(client.clone()).delete(&name, &DeleteParams::background()).await?;
+                // The test's controller is gone, so nobody would remove the Rollouts' finalizers.
+                let rollouts: Api<rollouts_controller::api::Rollout> = Api::namespaced(client, &name);
+                let no_finalizers = serde_json::json!({"metadata": {"finalizers": null}});
+                for rollout in rollouts.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default() {
+                    let _ = rollouts
+                        .patch(&rollout.name_any(), &PatchParams::default(), &Patch::Merge(&no_finalizers))
+                        .await;
+                }
                 anyhow::Ok(())
             })
         })
@@ -297,19 +265,12 @@ where
 pub async fn apply_yaml(client: &Client, namespace: Option<&str>, yaml: &str) -> Result<()> {
     let documents: Vec<Option<DynamicObject>> = serde_saphyr::from_multiple(yaml)?;
     for object in documents.into_iter().flatten() {
-        let types = object
-            .types
-            .clone()
-            .context("a document has no apiVersion/kind")?;
+        let types = object.types.clone().context("a document has no apiVersion/kind")?;
         let gvk = GroupVersionKind::try_from(&types)?;
         let (resource, capabilities) = discovery::pinned_kind(client, &gvk).await?;
         let api: Api<DynamicObject> = match (capabilities.scope, namespace) {
-            (discovery::Scope::Namespaced, Some(ns)) => {
-                Api::namespaced_with(client.clone(), ns, &resource)
-            }
-            (discovery::Scope::Namespaced, None) => {
-                Api::default_namespaced_with(client.clone(), &resource)
-            }
+            (discovery::Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, &resource),
+            (discovery::Scope::Namespaced, None) => Api::default_namespaced_with(client.clone(), &resource),
             (discovery::Scope::Cluster, _) => Api::all_with(client.clone(), &resource),
         };
         let name = object.name_any();
@@ -324,8 +285,7 @@ pub async fn apply_yaml(client: &Client, namespace: Option<&str>, yaml: &str) ->
 /// Reads a file of the repository, e.g. `examples/istio-canary.yaml`.
 pub fn read_repo_file(relative: &str) -> String {
     let path = repo_root().join(relative);
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|error| panic!("reading {}: {error}", path.display()))
+    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("reading {}: {error}", path.display()))
 }
 
 pub fn to_yaml<T: Serialize>(value: &T) -> String {
@@ -335,19 +295,13 @@ pub fn to_yaml<T: Serialize>(value: &T) -> String {
 /// The versions pinned in `tests/cluster/versions.env` (`K8S_VERSION`, `ETCD_VERSION`, ...).
 pub fn pinned_versions() -> Result<BTreeMap<String, String>> {
     let path = repo_root().join("tests/cluster/versions.env");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     Ok(text
         .lines()
         .map(str::trim)
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
         .filter_map(|line| line.split_once('='))
-        .map(|(key, value)| {
-            (
-                key.trim().to_string(),
-                value.trim().trim_matches('"').to_string(),
-            )
-        })
+        .map(|(key, value)| (key.trim().to_string(), value.trim().trim_matches('"').to_string()))
         .collect())
 }
 
@@ -356,16 +310,10 @@ pub fn pinned_versions() -> Result<BTreeMap<String, String>> {
 pub fn testbin_dir() -> Result<PathBuf> {
     let root = match std::env::var_os("ROLLOUTS_TESTBIN") {
         Some(root) => PathBuf::from(root),
-        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?)
-            .join(".cache/rollouts-testbin"),
+        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".cache/rollouts-testbin"),
     };
     let versions = pinned_versions()?;
-    let version = |key: &str| {
-        versions
-            .get(key)
-            .cloned()
-            .with_context(|| format!("versions.env has no {key}"))
-    };
+    let version = |key: &str| versions.get(key).cloned().with_context(|| format!("versions.env has no {key}"));
     Ok(root.join(format!(
         "k8s-{}-etcd-{}-kwok-{}",
         version("K8S_VERSION")?,
@@ -395,19 +343,13 @@ pub async fn kubectl(args: &[&str], stdin: Option<&str>) -> Result<KubectlOutput
         .arg(kubeconfig_path())
         .args(args)
         .current_dir(repo_root())
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let input = stdin.map(str::to_owned);
     // A blocking child process on a blocking thread: it keeps the test's runtime free.
     let output = tokio::task::spawn_blocking(move || -> Result<std::process::Output> {
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut child = command.spawn().with_context(|| format!("starting {}", binary.display()))?;
         let writer = match (input, child.stdin.take()) {
             (Some(input), Some(mut pipe)) => Some(std::thread::spawn(move || {
                 use std::io::Write;
@@ -418,9 +360,7 @@ pub async fn kubectl(args: &[&str], stdin: Option<&str>) -> Result<KubectlOutput
         };
         let output = child.wait_with_output()?;
         if let Some(writer) = writer {
-            writer
-                .join()
-                .map_err(|_| anyhow!("writing kubectl's stdin panicked"))??;
+            writer.join().map_err(|_| anyhow!("writing kubectl's stdin panicked"))??;
         }
         Ok(output)
     })
@@ -436,12 +376,7 @@ pub async fn kubectl(args: &[&str], stdin: Option<&str>) -> Result<KubectlOutput
 pub async fn kubectl_ok(args: &[&str], stdin: Option<&str>) -> Result<KubectlOutput> {
     let output = kubectl(args, stdin).await?;
     if !output.success {
-        bail!(
-            "kubectl {} failed:\n{}{}",
-            args.join(" "),
-            output.stdout,
-            output.stderr
-        );
+        bail!("kubectl {} failed:\n{}{}", args.join(" "), output.stdout, output.stderr);
     }
     Ok(output)
 }

@@ -30,18 +30,9 @@ async fn deployment_becomes_ready_and_is_garbage_collected() -> anyhow::Result<(
         d.status.as_ref().and_then(|s| s.ready_replicas) == Some(3)
     })
     .await?;
-    assert_eq!(
-        ns.api::<Pod>()
-            .list(&ListParams::default())
-            .await?
-            .items
-            .len(),
-        3
-    );
+    assert_eq!(ns.api::<Pod>().list(&ListParams::default()).await?.items.len(), 3);
 
-    ns.api::<Deployment>()
-        .delete("web", &DeleteParams::background())
-        .await?;
+    ns.api::<Deployment>().delete("web", &DeleteParams::background()).await?;
     let replica_sets = ns.api::<ReplicaSet>();
     let pods = ns.api::<Pod>();
     poll_until(DEFAULT_TIMEOUT, || async {
@@ -57,8 +48,7 @@ async fn deployment_becomes_ready_and_is_garbage_collected() -> anyhow::Result<(
 #[ignore = "e2e: needs the test cluster (make test)"]
 async fn hpa_scales_a_deployment_through_the_scale_subresource() -> anyhow::Result<()> {
     let ns = TestNamespace::new("smoke-hpa").await?;
-    ns.apply(&DEPLOYMENT.replace("replicas: 3", "replicas: 1"))
-        .await?;
+    ns.apply(&DEPLOYMENT.replace("replicas: 3", "replicas: 1")).await?;
     ns.apply(
         r#"
 apiVersion: autoscaling/v2
@@ -71,15 +61,10 @@ spec:
 "#,
     )
     .await?;
-    ns.wait_for::<Deployment>(
-        "web",
-        "the HPA to raise replicas to 4",
-        DEFAULT_TIMEOUT,
-        |d| {
-            d.spec.as_ref().and_then(|s| s.replicas) == Some(4)
-                && d.status.as_ref().and_then(|s| s.ready_replicas) == Some(4)
-        },
-    )
+    ns.wait_for::<Deployment>("web", "the HPA to raise replicas to 4", DEFAULT_TIMEOUT, |d| {
+        d.spec.as_ref().and_then(|s| s.replicas) == Some(4)
+            && d.status.as_ref().and_then(|s| s.ready_replicas) == Some(4)
+    })
     .await?;
     Ok(())
 }
@@ -112,20 +97,13 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: nobody}]
     )
     .await?;
     // RBAC changes reach the authorizer's cache within moments.
-    poll_until(Duration::from_secs(10), || async {
-        Ok(pods.list(&ListParams::default()).await.ok())
-    })
-    .await?;
+    poll_until(Duration::from_secs(10), || async { Ok(pods.list(&ListParams::default()).await.ok()) }).await?;
     // Exactly that: listing pods, not reading them one by one, and nothing elsewhere.
     match pods.get("anything").await {
         Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{status:?}"),
         other => panic!("nobody could get a pod: {other:?}"),
     }
     let default_pods: Api<Pod> = Api::namespaced(User::Nobody.client().await?, "default");
-    assert!(
-        default_pods.list(&ListParams::default()).await.is_err(),
-        "the binding leaked outside {}",
-        ns.name
-    );
+    assert!(default_pods.list(&ListParams::default()).await.is_err(), "the binding leaked outside {}", ns.name);
     Ok(())
 }

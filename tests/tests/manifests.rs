@@ -6,16 +6,12 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use e2e::{
-    DEFAULT_TIMEOUT, KubectlOutput, TestNamespace, User, kubectl_ok, poll_until, read_repo_file,
-    repo_root,
-};
+use e2e::{DEFAULT_TIMEOUT, KubectlOutput, TestNamespace, User, kubectl_ok, poll_until, read_repo_file, repo_root};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
-    WatchEvent, WatchParams,
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
 use kube::core::GroupVersionKind;
 use kube::{Client, ResourceExt, discovery};
@@ -27,10 +23,7 @@ use serde_json::{Value, json};
 const CRD_SIZE_LIMIT: u64 = 64 * 1024;
 
 fn rollouts_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Rollout"),
-        "rollouts",
-    )
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Rollout"), "rollouts")
 }
 
 fn rollouts_api(client: Client, namespace: &str) -> Api<DynamicObject> {
@@ -41,9 +34,7 @@ fn rollouts_api(client: Client, namespace: &str) -> Api<DynamicObject> {
 /// Kustomizations are left out: they are applied with `-k`, not `-f`.
 fn manifest_files(dir: &str) -> Result<Vec<String>> {
     let mut files = Vec::new();
-    for entry in
-        std::fs::read_dir(repo_root().join(dir)).with_context(|| format!("listing {dir}/"))?
-    {
+    for entry in std::fs::read_dir(repo_root().join(dir)).with_context(|| format!("listing {dir}/"))? {
         let name = entry?.file_name().to_string_lossy().into_owned();
         let is_yaml = name.ends_with(".yaml") || name.ends_with(".yml");
         if is_yaml && !name.starts_with("kustomization.") {
@@ -58,11 +49,7 @@ fn manifest_files(dir: &str) -> Result<Vec<String>> {
 /// The documents of a YAML file, skipping empty ones.
 fn documents(yaml: &str) -> Result<Vec<Value>> {
     let documents: Vec<Option<Value>> = serde_saphyr::from_multiple(yaml)?;
-    Ok(documents
-        .into_iter()
-        .flatten()
-        .filter(|document| !document.is_null())
-        .collect())
+    Ok(documents.into_iter().flatten().filter(|document| !document.is_null()).collect())
 }
 
 fn kind_of(document: &Value) -> &str {
@@ -71,19 +58,12 @@ fn kind_of(document: &Value) -> &str {
 
 /// Whether the API server stores `document`'s kind outside namespaces.
 async fn is_cluster_scoped(client: &Client, document: &Value) -> Result<bool> {
-    let api_version = document["apiVersion"]
-        .as_str()
-        .context("a document has no apiVersion")?;
+    let api_version = document["apiVersion"].as_str().context("a document has no apiVersion")?;
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     let gvk = GroupVersionKind::gvk(group, version, kind_of(document));
     let (_, capabilities) = discovery::pinned_kind(client, &gvk)
         .await
-        .with_context(|| {
-            format!(
-                "the cluster does not serve {api_version} {}",
-                kind_of(document)
-            )
-        })?;
+        .with_context(|| format!("the cluster does not serve {api_version} {}", kind_of(document)))?;
     Ok(capabilities.scope == discovery::Scope::Cluster)
 }
 
@@ -113,12 +93,7 @@ impl Manifest {
             }
         }
         let rewritten = text != original;
-        Ok(Manifest {
-            path: path.to_string(),
-            text,
-            rewritten,
-            cluster_scoped,
-        })
+        Ok(Manifest { path: path.to_string(), text, rewritten, cluster_scoped })
     }
 
     /// `kubectl apply` client-side, then `kubectl apply --server-side`, into `namespace`.
@@ -138,16 +113,9 @@ impl Manifest {
             }
             args.extend(["-f", if self.rewritten { "-" } else { &self.path }]);
             let stdin = self.rewritten.then_some(self.text.as_str());
-            let mode = if server_side {
-                "server-side"
-            } else {
-                "client-side"
-            };
-            let output = kubectl_ok(&args, stdin)
-                .await
-                .with_context(|| format!("{mode} apply of {}", self.path))?;
-            expect_no_warnings(&output)
-                .with_context(|| format!("{mode} apply of {}", self.path))?;
+            let mode = if server_side { "server-side" } else { "client-side" };
+            let output = kubectl_ok(&args, stdin).await.with_context(|| format!("{mode} apply of {}", self.path))?;
+            expect_no_warnings(&output).with_context(|| format!("{mode} apply of {}", self.path))?;
         }
         Ok(())
     }
@@ -176,11 +144,7 @@ fn expect_no_warnings(output: &KubectlOutput) -> Result<()> {
         .lines()
         .filter(|line| line.starts_with("Warning:") && !line.contains("last-applied-configuration"))
         .collect();
-    ensure!(
-        warnings.is_empty(),
-        "unexpected warnings:\n{}",
-        warnings.join("\n")
-    );
+    ensure!(warnings.is_empty(), "unexpected warnings:\n{}", warnings.join("\n"));
     Ok(())
 }
 
@@ -194,37 +158,19 @@ fn expect_forbidden<T: std::fmt::Debug>(what: &str, result: kube::Result<T>) -> 
 #[test]
 fn crd_is_small_enough_for_client_side_apply() {
     let path = repo_root().join("crds/rollout.yaml");
-    let size = std::fs::metadata(&path)
-        .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
-        .len();
-    assert!(
-        size < CRD_SIZE_LIMIT,
-        "{} is {size} bytes; keep it under {CRD_SIZE_LIMIT}",
-        path.display()
-    );
+    let size = std::fs::metadata(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display())).len();
+    assert!(size < CRD_SIZE_LIMIT, "{} is {size} bytes; keep it under {CRD_SIZE_LIMIT}", path.display());
 }
 
 /// The rules of the first `kind` document of `path`, as sorted (group, resource, sorted verbs).
 fn rules_of(path: &str, kind: &str) -> Vec<(String, String, Vec<String>)> {
-    let documents =
-        documents(&read_repo_file(path)).unwrap_or_else(|error| panic!("{path}: {error}"));
-    let role = documents
-        .iter()
-        .find(|d| kind_of(d) == kind)
-        .unwrap_or_else(|| panic!("{path} has no {kind}"));
+    let documents = documents(&read_repo_file(path)).unwrap_or_else(|error| panic!("{path}: {error}"));
+    let role = documents.iter().find(|d| kind_of(d) == kind).unwrap_or_else(|| panic!("{path} has no {kind}"));
     let strings = |value: &Value| -> Vec<String> {
-        value
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect()
+        value.as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect()
     };
     let mut rules = Vec::new();
-    for rule in role["rules"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{path}: {kind} has no rules"))
-    {
+    for rule in role["rules"].as_array().unwrap_or_else(|| panic!("{path}: {kind} has no rules")) {
         let mut verbs = strings(&rule["verbs"]);
         verbs.sort();
         for group in strings(&rule["apiGroups"]) {
@@ -244,59 +190,23 @@ fn controller_roles_grant_exactly_what_the_controller_needs() {
         ("", "pods", &["get", "list", "patch", "update", "watch"]),
         ("", "pods/eviction", &["create"]),
         ("", "services", &["get", "list", "patch", "watch"]),
-        (
-            "apps",
-            "deployments",
-            &["get", "list", "patch", "update", "watch"],
-        ),
-        (
-            "apps",
-            "replicasets",
-            &[
-                "create",
-                "delete",
-                "deletecollection",
-                "get",
-                "list",
-                "patch",
-                "update",
-                "watch",
-            ],
-        ),
-        (
-            "argoproj.io",
-            "rollouts",
-            &["get", "list", "patch", "update", "watch"],
-        ),
+        ("apps", "deployments", &["get", "list", "patch", "update", "watch"]),
+        ("apps", "replicasets", &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]),
+        ("argoproj.io", "rollouts", &["get", "list", "patch", "update", "watch"]),
         ("argoproj.io", "rollouts/finalizers", &["update"]),
         ("argoproj.io", "rollouts/status", &["patch", "update"]),
-        (
-            "coordination.k8s.io",
-            "leases",
-            &["create", "get", "list", "patch", "update", "watch"],
-        ),
+        ("coordination.k8s.io", "leases", &["create", "get", "list", "patch", "update", "watch"]),
         ("events.k8s.io", "events", &["create", "patch"]),
-        (
-            "networking.istio.io",
-            "virtualservices",
-            &["get", "list", "patch", "update", "watch"],
-        ),
+        ("networking.istio.io", "virtualservices", &["get", "list", "patch", "update", "watch"]),
     ];
     let expected: Vec<(String, String, Vec<String>)> = expected
         .iter()
         .map(|(group, resource, verbs)| {
-            (
-                group.to_string(),
-                resource.to_string(),
-                verbs.iter().map(|v| v.to_string()).collect(),
-            )
+            (group.to_string(), resource.to_string(), verbs.iter().map(|v| v.to_string()).collect())
         })
         .collect();
     assert_eq!(rules_of("rbac/controller.yaml", "ClusterRole"), expected);
-    assert_eq!(
-        rules_of("rbac/controller-namespaced.yaml", "Role"),
-        expected
-    );
+    assert_eq!(rules_of("rbac/controller-namespaced.yaml", "Role"), expected);
 }
 
 #[test]
@@ -305,10 +215,7 @@ fn user_roles_match_their_aggregated_cluster_roles() {
         let role = documents(&read_repo_file("rbac/roles.yaml")).unwrap();
         let role = role.iter().find(|d| d["metadata"]["name"] == name).unwrap();
         let cluster_role = documents(&read_repo_file("rbac/aggregated-roles.yaml")).unwrap();
-        let cluster_role = cluster_role
-            .iter()
-            .find(|d| d["metadata"]["name"] == name)
-            .unwrap();
+        let cluster_role = cluster_role.iter().find(|d| d["metadata"]["name"] == name).unwrap();
         assert_eq!(role["rules"], cluster_role["rules"], "{name}");
     }
 }
@@ -318,19 +225,12 @@ fn user_roles_match_their_aggregated_cluster_roles() {
 async fn crds_apply_client_side_and_server_side() -> Result<()> {
     let ns = TestNamespace::new("manifests-crds").await?;
     for path in manifest_files("crds")? {
-        Manifest::load(&ns.client, &path, &ns.name)
-            .await?
-            .apply_both_ways(&ns.name)
-            .await?;
+        Manifest::load(&ns.client, &path, &ns.name).await?.apply_both_ways(&ns.name).await?;
     }
     // The harness and users apply the whole directory: the kustomization in it (`Kustomization`,
     // for deploy/) must not be taken for a manifest.
     let output = kubectl_ok(&["apply", "--dry-run=server", "-f", "crds/"], None).await?;
-    ensure!(
-        output.stdout.contains("rollouts.argoproj.io"),
-        "kubectl apply -f crds/ printed:\n{}",
-        output.stdout
-    );
+    ensure!(output.stdout.contains("rollouts.argoproj.io"), "kubectl apply -f crds/ printed:\n{}", output.stdout);
     Ok(())
 }
 
@@ -339,29 +239,14 @@ async fn crds_apply_client_side_and_server_side() -> Result<()> {
 async fn rbac_files_apply_client_side_and_server_side() -> Result<()> {
     let ns = TestNamespace::new("manifests-rbac-apply").await?;
     let files = manifest_files("rbac")?;
-    for expected in [
-        "controller.yaml",
-        "controller-namespaced.yaml",
-        "roles.yaml",
-        "aggregated-roles.yaml",
-    ] {
-        ensure!(
-            files.contains(&format!("rbac/{expected}")),
-            "rbac/{expected} is missing"
-        );
+    for expected in ["controller.yaml", "controller-namespaced.yaml", "roles.yaml", "aggregated-roles.yaml"] {
+        ensure!(files.contains(&format!("rbac/{expected}")), "rbac/{expected} is missing");
     }
     for path in &files {
-        Manifest::load(&ns.client, path, &ns.name)
-            .await?
-            .apply_both_ways(&ns.name)
-            .await?;
+        Manifest::load(&ns.client, path, &ns.name).await?.apply_both_ways(&ns.name).await?;
     }
     // Files meant for `kubectl apply -n NS` must not pin a namespace, or -n fails.
-    for path in [
-        "rbac/controller-namespaced.yaml",
-        "rbac/roles.yaml",
-        "rbac/example-bindings.yaml",
-    ] {
+    for path in ["rbac/controller-namespaced.yaml", "rbac/roles.yaml", "rbac/example-bindings.yaml"] {
         for document in documents(&read_repo_file(path))? {
             ensure!(
                 document["metadata"]["namespace"].is_null(),
@@ -378,10 +263,7 @@ async fn rbac_files_apply_client_side_and_server_side() -> Result<()> {
 async fn deploy_files_and_kustomization_apply_client_side_and_server_side() -> Result<()> {
     let ns = TestNamespace::new("manifests-deploy").await?;
     for path in manifest_files("deploy")? {
-        Manifest::load(&ns.client, &path, &ns.name)
-            .await?
-            .apply_both_ways(&ns.name)
-            .await?;
+        Manifest::load(&ns.client, &path, &ns.name).await?.apply_both_ways(&ns.name).await?;
     }
 
     // What `kubectl apply -k deploy/` installs: everything namespaced lands in `rollouts`.
@@ -391,11 +273,7 @@ async fn deploy_files_and_kustomization_apply_client_side_and_server_side() -> R
         let name = document["metadata"]["name"].as_str().unwrap_or_default();
         if !is_cluster_scoped(&ns.client, &document).await? {
             let namespace = document["metadata"]["namespace"].as_str();
-            ensure!(
-                namespace == Some("rollouts"),
-                "{} {name} is in namespace {namespace:?}",
-                kind_of(&document)
-            );
+            ensure!(namespace == Some("rollouts"), "{} {name} is in namespace {namespace:?}", kind_of(&document));
         }
         installed.push(format!("{}/{name}", kind_of(&document)));
     }
@@ -433,9 +311,7 @@ async fn deploy_files_and_kustomization_apply_client_side_and_server_side() -> R
             let output = kubectl_ok(&args, None).await?;
             expect_no_warnings(&output)?;
             ensure!(
-                output
-                    .stdout
-                    .contains("deployment.apps/rollouts-controller"),
+                output.stdout.contains("deployment.apps/rollouts-controller"),
                 "kubectl {} printed:\n{}",
                 args.join(" "),
                 output.stdout
@@ -475,16 +351,9 @@ fn istio_example_steps() -> Value {
 async fn examples_apply_client_side_and_server_side() -> Result<()> {
     let ns = TestNamespace::new("manifests-examples").await?;
     let files = manifest_files("examples")?;
-    for expected in [
-        "istio-canary.yaml",
-        "automatic-canary.yaml",
-        "basic-canary.yaml",
-        "migrate-from-deployment.yaml",
-    ] {
-        ensure!(
-            files.contains(&format!("examples/{expected}")),
-            "examples/{expected} is missing"
-        );
+    for expected in ["istio-canary.yaml", "automatic-canary.yaml", "basic-canary.yaml", "migrate-from-deployment.yaml"]
+    {
+        ensure!(files.contains(&format!("examples/{expected}")), "examples/{expected} is missing");
     }
     for path in &files {
         // Examples go into whatever namespace the user picks.
@@ -505,30 +374,18 @@ async fn examples_apply_client_side_and_server_side() -> Result<()> {
     }
 
     let rollouts = rollouts_api(ns.client.clone(), &ns.name);
-    let mut names: Vec<String> = rollouts
-        .list(&ListParams::default())
-        .await?
-        .items
-        .iter()
-        .map(|r| r.name_any())
-        .collect();
+    let mut names: Vec<String> =
+        rollouts.list(&ListParams::default()).await?.items.iter().map(|r| r.name_any()).collect();
     names.sort();
     assert_eq!(names, ["auto-demo", "basic-demo", "istio-demo", "web"]);
 
     let istio = rollouts.get("istio-demo").await?;
-    assert_eq!(
-        istio.data["spec"]["strategy"]["canary"]["steps"],
-        istio_example_steps()
-    );
+    assert_eq!(istio.data["spec"]["strategy"]["canary"]["steps"], istio_example_steps());
     assert_eq!(
         istio.data["spec"]["strategy"]["canary"]["trafficRouting"]["istio"]["virtualService"],
         json!({"name": "istio-demo", "routes": ["primary"]})
     );
-    assert_eq!(
-        rollouts.get("web").await?.data["spec"]["paused"],
-        json!(true),
-        "the migration starts paused"
-    );
+    assert_eq!(rollouts.get("web").await?.data["spec"]["paused"], json!(true), "the migration starts paused");
     Ok(())
 }
 
@@ -536,55 +393,21 @@ async fn examples_apply_client_side_and_server_side() -> Result<()> {
 #[ignore = "e2e: needs the test cluster (make test)"]
 async fn kubectl_get_shows_printer_columns_and_scale_sets_replicas() -> Result<()> {
     let ns = TestNamespace::new("manifests-kubectl").await?;
-    kubectl_ok(
-        &["apply", "-n", &ns.name, "-f", "examples/basic-canary.yaml"],
-        None,
-    )
-    .await?;
+    kubectl_ok(&["apply", "-n", &ns.name, "-f", "examples/basic-canary.yaml"], None).await?;
 
-    let table = kubectl_ok(&["get", "ro", "-n", &ns.name], None)
-        .await?
-        .stdout;
+    let table = kubectl_ok(&["get", "ro", "-n", &ns.name], None).await?.stdout;
     let mut lines = table.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
     // Argo Rollouts' columns first, in its order, and AGE last; PHASE and STEP are ours.
-    assert_eq!(
-        header[..5],
-        ["NAME", "DESIRED", "CURRENT", "UP-TO-DATE", "AVAILABLE"],
-        "{table}"
-    );
+    assert_eq!(header[..5], ["NAME", "DESIRED", "CURRENT", "UP-TO-DATE", "AVAILABLE"], "{table}");
     assert_eq!(header.last(), Some(&"AGE"), "{table}");
-    assert!(
-        header.contains(&"PHASE") && header.contains(&"STEP"),
-        "{table}"
-    );
-    let row: Vec<&str> = lines
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
+    assert!(header.contains(&"PHASE") && header.contains(&"STEP"), "{table}");
+    let row: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
     assert_eq!(row[..2], ["basic-demo", "4"], "{table}");
 
     // Through the scale subresource, as an HPA does.
-    kubectl_ok(
-        &[
-            "scale",
-            "-n",
-            &ns.name,
-            "rollout/basic-demo",
-            "--replicas",
-            "5",
-        ],
-        None,
-    )
-    .await?;
-    let rollout = rollouts_api(ns.client.clone(), &ns.name)
-        .get("basic-demo")
-        .await?;
+    kubectl_ok(&["scale", "-n", &ns.name, "rollout/basic-demo", "--replicas", "5"], None).await?;
+    let rollout = rollouts_api(ns.client.clone(), &ns.name).get("basic-demo").await?;
     assert_eq!(rollout.data["spec"]["replicas"], json!(5));
     Ok(())
 }
@@ -629,27 +452,18 @@ fn valid_workload_ref_rollout(name: &str) -> Value {
 async fn crd_rejects_invalid_rollouts_naming_the_field() -> Result<()> {
     let ns = TestNamespace::new("manifests-validation").await?;
     let api = rollouts_api(ns.client.clone(), &ns.name);
-    let dry_run = PostParams {
-        dry_run: true,
-        ..PostParams::default()
-    };
+    let dry_run = PostParams { dry_run: true, ..PostParams::default() };
     let create = |rollout: Value| {
         let api = api.clone();
         let dry_run = dry_run.clone();
         async move {
-            api.create(&dry_run, &serde_json::from_value::<DynamicObject>(rollout)?)
-                .await
-                .map_err(anyhow::Error::from)
+            api.create(&dry_run, &serde_json::from_value::<DynamicObject>(rollout)?).await.map_err(anyhow::Error::from)
         }
     };
 
     // The bases are valid, so each rejection below is due to its one change.
-    create(valid_rollout("valid"))
-        .await
-        .context("the valid inline Rollout")?;
-    create(valid_workload_ref_rollout("valid-ref"))
-        .await
-        .context("the valid workloadRef Rollout")?;
+    create(valid_rollout("valid")).await.context("the valid inline Rollout")?;
+    create(valid_workload_ref_rollout("valid-ref")).await.context("the valid workloadRef Rollout")?;
 
     let mut set_weight = valid_rollout("set-weight");
     set_weight["spec"]["strategy"]["canary"]["steps"][0] = json!({"setWeight": 150});
@@ -673,14 +487,10 @@ async fn crd_rejects_invalid_rollouts_naming_the_field() -> Result<()> {
         match create(rollout).await {
             Ok(_) => failures.push(format!("{what}: accepted")),
             Err(error) => match error.downcast_ref::<kube::Error>() {
-                Some(kube::Error::Api(status))
-                    if status.code == 422 && status.message.contains(field) =>
-                {
+                Some(kube::Error::Api(status)) if status.code == 422 && status.message.contains(field) => {
                     eprintln!("{what}: rejected: {}", status.message);
                 }
-                _ => failures.push(format!(
-                    "{what}: expected 422 naming `{field}`, got {error:#}"
-                )),
+                _ => failures.push(format!("{what}: expected 422 naming `{field}`, got {error:#}")),
             },
         }
     }
@@ -692,91 +502,46 @@ async fn crd_rejects_invalid_rollouts_naming_the_field() -> Result<()> {
 #[ignore = "e2e: needs the test cluster (make test)"]
 async fn reader_and_writer_roles_grant_exactly_their_verbs() -> Result<()> {
     let ns = TestNamespace::new("manifests-rbac").await?;
-    kubectl_ok(
-        &[
-            "apply",
-            "-n",
-            &ns.name,
-            "-f",
-            "rbac/roles.yaml",
-            "-f",
-            "rbac/example-bindings.yaml",
-        ],
-        None,
-    )
-    .await?;
-    kubectl_ok(
-        &["apply", "-n", &ns.name, "-f", "examples/basic-canary.yaml"],
-        None,
-    )
-    .await?;
+    kubectl_ok(&["apply", "-n", &ns.name, "-f", "rbac/roles.yaml", "-f", "rbac/example-bindings.yaml"], None).await?;
+    kubectl_ok(&["apply", "-n", &ns.name, "-f", "examples/basic-canary.yaml"], None).await?;
     let name = "basic-demo";
-    let annotate =
-        |by: &str| Patch::Merge(json!({"metadata": {"annotations": {"e2e/patched-by": by}}}));
+    let annotate = |by: &str| Patch::Merge(json!({"metadata": {"annotations": {"e2e/patched-by": by}}}));
 
     let reader = rollouts_api(User::Reader.client().await?, &ns.name);
     // New bindings reach the authorizer's cache within moments.
-    poll_until(Duration::from_secs(10), || async {
-        Ok(reader.get_opt(name).await?)
-    })
-    .await
-    .context("the reader can't get the rollout")?;
-    let listed = reader.list(&ListParams::default()).await?;
-    assert_eq!(
-        listed
-            .items
-            .iter()
-            .map(|r| r.name_any())
-            .collect::<Vec<_>>(),
-        [name]
-    );
-    reader
-        .get_status(name)
+    poll_until(Duration::from_secs(10), || async { Ok(reader.get_opt(name).await?) })
         .await
-        .context("the reader can't get rollouts/status")?;
-    let mut events = reader
-        .watch(&WatchParams::default().timeout(5), "0")
-        .await?
-        .boxed();
+        .context("the reader can't get the rollout")?;
+    let listed = reader.list(&ListParams::default()).await?;
+    assert_eq!(listed.items.iter().map(|r| r.name_any()).collect::<Vec<_>>(), [name]);
+    reader.get_status(name).await.context("the reader can't get rollouts/status")?;
+    let mut events = reader.watch(&WatchParams::default().timeout(5), "0").await?.boxed();
     match tokio::time::timeout(Duration::from_secs(10), events.next()).await? {
         Some(Ok(WatchEvent::Added(rollout))) => assert_eq!(rollout.name_any(), name),
         other => bail!("the reader's watch: expected the rollout to be added, got {other:?}"),
     }
     expect_forbidden(
         "reader patches the rollout",
-        reader
-            .patch(name, &PatchParams::default(), &annotate("reader"))
-            .await,
+        reader.patch(name, &PatchParams::default(), &annotate("reader")).await,
     )?;
     expect_forbidden(
         "reader patches rollouts/status",
         reader
-            .patch_status(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"message": "reader"}})),
-            )
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(json!({"status": {"message": "reader"}})))
             .await,
     )?;
 
     let writer_client = User::Writer.client().await?;
     let writer = rollouts_api(writer_client.clone(), &ns.name);
     poll_until(Duration::from_secs(10), || async {
-        Ok(writer
-            .patch(name, &PatchParams::default(), &annotate("writer"))
-            .await
-            .ok())
+        Ok(writer.patch(name, &PatchParams::default(), &annotate("writer")).await.ok())
     })
     .await
     .context("the writer can't patch the rollout")?;
     writer.get(name).await?;
     writer.list(&ListParams::default()).await?;
     writer
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"paused": true}})),
-        )
+        .patch(name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": true}})))
         .await
         .context("the writer can't pause the rollout")?;
     writer
@@ -787,39 +552,20 @@ async fn reader_and_writer_roles_grant_exactly_their_verbs() -> Result<()> {
         )
         .await
         .context("the writer can't patch rollouts/status")?;
-    expect_forbidden(
-        "writer deletes the rollout",
-        writer.delete(name, &DeleteParams::default()).await,
-    )?;
+    expect_forbidden("writer deletes the rollout", writer.delete(name, &DeleteParams::default()).await)?;
     let writer_replica_sets: Api<ReplicaSet> = Api::namespaced(writer_client, &ns.name);
-    expect_forbidden(
-        "writer lists replicasets",
-        writer_replica_sets.list(&ListParams::default()).await,
-    )?;
-    expect_forbidden(
-        "writer gets a replicaset",
-        writer_replica_sets.get("basic-demo-1").await,
-    )?;
+    expect_forbidden("writer lists replicasets", writer_replica_sets.list(&ListParams::default()).await)?;
+    expect_forbidden("writer gets a replicaset", writer_replica_sets.get("basic-demo-1").await)?;
     expect_forbidden(
         "writer patches a replicaset",
         writer_replica_sets
-            .patch(
-                "basic-demo-1",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"replicas": 0}})),
-            )
+            .patch("basic-demo-1", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 0}})))
             .await,
     )?;
 
     // The rollout is still there, and the writer's patches landed.
     let rollout = rollouts_api(ns.client.clone(), &ns.name).get(name).await?;
-    assert_eq!(
-        rollout
-            .annotations()
-            .get("e2e/patched-by")
-            .map(String::as_str),
-        Some("writer")
-    );
+    assert_eq!(rollout.annotations().get("e2e/patched-by").map(String::as_str), Some("writer"));
     assert_eq!(rollout.data["spec"]["paused"], json!(true));
     Ok(())
 }
@@ -843,27 +589,15 @@ async fn controller_deployment_passes_the_restricted_pod_security_standard() -> 
     const ENFORCE: &str = "pod-security.kubernetes.io/enforce";
     // deploy/ enforces `restricted` on the controller's namespace; so does this test's namespace.
     let namespace = documents(&read_repo_file("deploy/namespace.yaml"))?;
-    assert_eq!(
-        namespace[0]["metadata"]["labels"][ENFORCE],
-        json!("restricted")
-    );
+    assert_eq!(namespace[0]["metadata"]["labels"][ENFORCE], json!("restricted"));
     let ns = TestNamespace::with_labels("manifests-psa", &[(ENFORCE, "restricted")]).await?;
 
     // The controller's ServiceAccount and Deployment, as deploy/ installs them, but in this namespace.
-    let service_account =
-        documents_in_namespace("rbac/controller.yaml", &["ServiceAccount"], &ns.name)?;
+    let service_account = documents_in_namespace("rbac/controller.yaml", &["ServiceAccount"], &ns.name)?;
     let deployment = documents_in_namespace("deploy/controller.yaml", &["Deployment"], &ns.name)?;
     for list in [&service_account, &deployment] {
-        let output = kubectl_ok(
-            &["apply", "-n", &ns.name, "-f", "-"],
-            Some(&list.to_string()),
-        )
-        .await?;
-        ensure!(
-            !output.stderr.contains("PodSecurity"),
-            "PodSecurity warns about the controller:\n{}",
-            output.stderr
-        );
+        let output = kubectl_ok(&["apply", "-n", &ns.name, "-f", "-"], Some(&list.to_string())).await?;
+        ensure!(!output.stderr.contains("PodSecurity"), "PodSecurity warns about the controller:\n{}", output.stderr);
         expect_no_warnings(&output)?;
     }
 
@@ -871,44 +605,22 @@ async fn controller_deployment_passes_the_restricted_pod_security_standard() -> 
     let pods = ns.api::<Pod>();
     let selector = ListParams::default().labels("app.kubernetes.io/name=rollouts-controller");
     if let Err(error) = poll_until(DEFAULT_TIMEOUT, || async {
-        Ok(pods
-            .list(&selector)
-            .await?
-            .items
-            .first()
-            .map(|pod| pod.name_any()))
+        Ok(pods.list(&selector).await?.items.first().map(|pod| pod.name_any()))
     })
     .await
     {
-        bail!(
-            "no controller pod was admitted ({error}):\n{}",
-            ns.describe().await
-        );
+        bail!("no controller pod was admitted ({error}):\n{}", ns.describe().await);
     }
 
     // The same pod spec, checked directly by admission (a dry run still runs PodSecurity).
-    let dry_run = PostParams {
-        dry_run: true,
-        ..PostParams::default()
-    };
-    let template = ns
-        .api::<Deployment>()
-        .get("rollouts-controller")
-        .await?
-        .spec
-        .context("no spec")?
-        .template;
+    let dry_run = PostParams { dry_run: true, ..PostParams::default() };
+    let template = ns.api::<Deployment>().get("rollouts-controller").await?.spec.context("no spec")?.template;
     let pod = Pod {
-        metadata: kube::api::ObjectMeta {
-            name: Some("controller".into()),
-            ..Default::default()
-        },
+        metadata: kube::api::ObjectMeta { name: Some("controller".into()), ..Default::default() },
         spec: template.spec,
         ..Default::default()
     };
-    pods.create(&dry_run, &pod)
-        .await
-        .context("the controller's pod spec is not admitted")?;
+    pods.create(&dry_run, &pod).await.context("the controller's pod spec is not admitted")?;
 
     // And the namespace does enforce: an ordinary pod without a security context is rejected.
     let careless: Pod = serde_json::from_value(json!({
@@ -916,9 +628,7 @@ async fn controller_deployment_passes_the_restricted_pod_security_standard() -> 
         "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}
     }))?;
     match pods.create(&dry_run, &careless).await {
-        Err(kube::Error::Api(status))
-            if status.code == 403 && status.message.contains("violates PodSecurity") =>
-        {
+        Err(kube::Error::Api(status)) if status.code == 403 && status.message.contains("violates PodSecurity") => {
             Ok(())
         }
         other => bail!("a non-compliant pod was not rejected by PodSecurity: {other:?}"),

@@ -24,8 +24,7 @@ pub const MANAGED_BY_ANNOTATION: &str = "argo-rollouts.argoproj.io/managed-by-ro
 /// metadata.generation of the referenced workload, written on the Rollout.
 pub const WORKLOAD_GENERATION_ANNOTATION: &str = "rollout.argoproj.io/workload-generation";
 /// Replicas of a workloadRef Deployment before this controller scaled it down.
-pub const WORKLOAD_REPLICAS_ANNOTATION: &str =
-    "rollouts.argoproj.io/workload-replicas-before-scale-down";
+pub const WORKLOAD_REPLICAS_ANNOTATION: &str = "rollouts.argoproj.io/workload-replicas-before-scale-down";
 /// Shards controllers like upstream's --instance-id.
 pub const INSTANCE_ID_LABEL: &str = "argo-rollouts.argoproj.io/instance-id";
 /// Finalizer that restores the workload and Services before a Rollout's pods go away.

@@ -30,47 +30,13 @@ use super::status::RolloutStatus;
         status_replicas_path = ".status.HPAReplicas",
         label_selector_path = ".status.selector"
     ),
-    printcolumn(
-        name = "Desired",
-        type_ = "integer",
-        json_path = ".spec.replicas",
-        description = "Number of desired pods"
-    ),
-    printcolumn(
-        name = "Current",
-        type_ = "integer",
-        json_path = ".status.replicas",
-        description = "Total number of non-terminated pods"
-    ),
-    printcolumn(
-        name = "Up-to-date",
-        type_ = "integer",
-        json_path = ".status.updatedReplicas",
-        description = "Total number of non-terminated pods that run the current template"
-    ),
-    printcolumn(
-        name = "Available",
-        type_ = "integer",
-        json_path = ".status.availableReplicas",
-        description = "Total number of available pods"
-    ),
-    printcolumn(
-        name = "Phase",
-        type_ = "string",
-        json_path = ".status.phase",
-        description = "Healthy, Progressing, Paused or Degraded"
-    ),
-    printcolumn(
-        name = "Step",
-        type_ = "integer",
-        json_path = ".status.currentStepIndex",
-        description = "Index of the current canary step"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn = r#"{"name": "Desired", "type": "integer", "jsonPath": ".spec.replicas", "description": "Number of desired pods"}"#,
+    printcolumn = r#"{"name": "Current", "type": "integer", "jsonPath": ".status.replicas", "description": "Total number of non-terminated pods"}"#,
+    printcolumn = r#"{"name": "Up-to-date", "type": "integer", "jsonPath": ".status.updatedReplicas", "description": "Total number of non-terminated pods that run the current template"}"#,
+    printcolumn = r#"{"name": "Available", "type": "integer", "jsonPath": ".status.availableReplicas", "description": "Total number of available pods"}"#,
+    printcolumn = r#"{"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Healthy, Progressing, Paused or Degraded"}"#,
+    printcolumn = r#"{"name": "Step", "type": "integer", "jsonPath": ".status.currentStepIndex", "description": "Index of the current canary step"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutSpec {

@@ -42,11 +42,7 @@ pub struct RolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub available_replicas: Option<i32>,
     /// Pods counted by the scale subresource (all ReplicaSets of the rollout).
-    #[serde(
-        default,
-        rename = "HPAReplicas",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "HPAReplicas", skip_serializing_if = "Option::is_none")]
     pub hpa_replicas: Option<i32>,
     /// Label selector of the pods, in the string form the scale subresource reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]

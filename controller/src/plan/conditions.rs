@@ -29,10 +29,7 @@ pub fn set(
 ) {
     let now = Time(now);
     match conditions.iter_mut().find(|c| c.type_ == type_) {
-        Some(existing)
-            if existing.status == status
-                && existing.reason == reason
-                && existing.message == message => {}
+        Some(existing) if existing.status == status && existing.reason == reason && existing.message == message => {}
         Some(existing) => {
             if existing.status != status {
                 existing.last_transition_time = now.clone();
@@ -84,59 +81,17 @@ mod tests {
     #[test]
     fn transition_time_moves_only_with_the_status() {
         let mut conditions = Vec::new();
-        set(
-            &mut conditions,
-            PROGRESSING,
-            "True",
-            "ReplicaSetUpdated",
-            "a",
-            at(1),
-        );
-        set(
-            &mut conditions,
-            PROGRESSING,
-            "True",
-            "ReplicaSetUpdated",
-            "a",
-            at(2),
-        );
+        set(&mut conditions, PROGRESSING, "True", "ReplicaSetUpdated", "a", at(1));
+        set(&mut conditions, PROGRESSING, "True", "ReplicaSetUpdated", "a", at(2));
+        assert_eq!(conditions[0].last_update_time, Time(at(1)), "identical: untouched");
+        set(&mut conditions, PROGRESSING, "True", "NewReplicaSetAvailable", "b", at(3));
         assert_eq!(
-            conditions[0].last_update_time,
-            Time(at(1)),
-            "identical: untouched"
-        );
-        set(
-            &mut conditions,
-            PROGRESSING,
-            "True",
-            "NewReplicaSetAvailable",
-            "b",
-            at(3),
-        );
-        assert_eq!(
-            (
-                conditions[0].last_transition_time.clone(),
-                conditions[0].last_update_time.clone()
-            ),
+            (conditions[0].last_transition_time.clone(), conditions[0].last_update_time.clone()),
             (Time(at(1)), Time(at(3)))
         );
-        set(
-            &mut conditions,
-            PROGRESSING,
-            "False",
-            "RolloutAborted",
-            "c",
-            at(4),
-        );
+        set(&mut conditions, PROGRESSING, "False", "RolloutAborted", "c", at(4));
         assert_eq!(conditions[0].last_transition_time, Time(at(4)));
-        touch(
-            &mut conditions,
-            PROGRESSING,
-            "False",
-            "RolloutAborted",
-            "c",
-            at(5),
-        );
+        touch(&mut conditions, PROGRESSING, "False", "RolloutAborted", "c", at(5));
         assert_eq!(conditions[0].last_update_time, Time(at(5)));
         remove(&mut conditions, PROGRESSING);
         assert!(conditions.is_empty());

@@ -15,9 +15,7 @@ const FNV_PRIME: u32 = 0x0100_0193;
 const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 fn fnv1a(state: u32, bytes: &[u8]) -> u32 {
-    bytes.iter().fold(state, |hash, byte| {
-        (hash ^ u32::from(*byte)).wrapping_mul(FNV_PRIME)
-    })
+    bytes.iter().fold(state, |hash, byte| (hash ^ u32::from(*byte)).wrapping_mul(FNV_PRIME))
 }
 
 fn json_hash<T: Serialize>(value: &T, collision_count: Option<i32>) -> u32 {
@@ -31,10 +29,7 @@ fn json_hash<T: Serialize>(value: &T, collision_count: Option<i32>) -> u32 {
 }
 
 fn encode(hash: u32) -> String {
-    hash.to_string()
-        .bytes()
-        .map(|digit| char::from(ALPHABET[usize::from(digit) % ALPHABET.len()]))
-        .collect()
+    hash.to_string().bytes().map(|digit| char::from(ALPHABET[usize::from(digit) % ALPHABET.len()])).collect()
 }
 
 /// The pod-template hash: the suffix of the ReplicaSet name and the value of its hash label.
@@ -62,18 +57,9 @@ mod tests {
 
     #[test]
     fn same_template_same_hash_and_changes_change_it() {
-        assert_eq!(
-            pod_template_hash(&template("a"), None),
-            pod_template_hash(&template("a"), None)
-        );
-        assert_ne!(
-            pod_template_hash(&template("a"), None),
-            pod_template_hash(&template("b"), None)
-        );
-        assert_ne!(
-            pod_template_hash(&template("a"), None),
-            pod_template_hash(&template("a"), Some(1))
-        );
+        assert_eq!(pod_template_hash(&template("a"), None), pod_template_hash(&template("a"), None));
+        assert_ne!(pod_template_hash(&template("a"), None), pod_template_hash(&template("b"), None));
+        assert_ne!(pod_template_hash(&template("a"), None), pod_template_hash(&template("a"), Some(1)));
     }
 
     #[test]
@@ -85,14 +71,8 @@ mod tests {
 
     #[test]
     fn step_hash_follows_the_steps() {
-        let a = vec![CanaryStep {
-            set_weight: Some(10),
-            ..Default::default()
-        }];
-        let b = vec![CanaryStep {
-            set_weight: Some(20),
-            ..Default::default()
-        }];
+        let a = vec![CanaryStep { set_weight: Some(10), ..Default::default() }];
+        let b = vec![CanaryStep { set_weight: Some(20), ..Default::default() }];
         assert_eq!(step_hash(&a), step_hash(&a.clone()));
         assert_ne!(step_hash(&a), step_hash(&b));
     }

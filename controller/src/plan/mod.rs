@@ -16,20 +16,16 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    LabelSelector, ObjectMeta, OwnerReference, Time,
-};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-pub use observed::{
-    Observed, PlanConfig, PodView, ReplicaSetView, ServiceView, VirtualServiceView, Workload,
-};
+pub use observed::{Observed, PlanConfig, PodView, ReplicaSetView, ServiceView, VirtualServiceView, Workload};
 pub use validate::ManagedVirtualService;
 
 use crate::api::{
-    CanaryStatus, DESIRED_REPLICAS_ANNOTATION, FINALIZER, POD_TEMPLATE_HASH_LABEL, PauseCondition,
-    REVISION_ANNOTATION, REVISION_HISTORY_ANNOTATION, Rollout, RolloutStatus,
-    SCALE_DOWN_DEADLINE_ANNOTATION, TrafficWeights, WeightDestination,
+    CanaryStatus, DESIRED_REPLICAS_ANNOTATION, FINALIZER, POD_TEMPLATE_HASH_LABEL, PauseCondition, REVISION_ANNOTATION,
+    REVISION_HISTORY_ANNOTATION, Rollout, RolloutStatus, SCALE_DOWN_DEADLINE_ANNOTATION, TrafficWeights,
+    WeightDestination,
 };
 use conditions as cond;
 use replicas::{BasicCanary, RoutedCanary, Scale};
@@ -116,11 +112,7 @@ const RESTART_RETRY: Duration = Duration::from_secs(10);
 /// Whether `spec.restartAt` has passed and is not yet done: `observe` gathers pods only then.
 pub fn restart_due(rollout: &Rollout, now: Timestamp) -> bool {
     let restart_at = rollout.spec.restart_at.as_ref().map(|t| t.0);
-    let restarted_at = rollout
-        .status
-        .as_ref()
-        .and_then(|s| s.restarted_at.as_ref())
-        .map(|t| t.0);
+    let restarted_at = rollout.status.as_ref().and_then(|s| s.restarted_at.as_ref()).map(|t| t.0);
     restart_at.is_some_and(|at| at <= now && Some(at) != restarted_at)
 }
 
@@ -153,78 +145,47 @@ fn generation(rollout: &Rollout) -> Option<String> {
     rollout.metadata.generation.map(|g| g.to_string())
 }
 
+/// The apiserver refused the ReplicaSet for this pod template: an invalid spec too.
+pub fn invalid_template(observed: &Observed, apiserver_message: &str) -> Plan {
+    let before = observed.rollout.status.clone().unwrap_or_default();
+    invalid(observed, before, &format!("spec.template: the apiserver rejected the pod template: {apiserver_message}"))
+}
+
 /// An invalid spec: report it and change nothing else.
 fn invalid(observed: &Observed, before: RolloutStatus, message: &str) -> Plan {
     let mut status = before.clone();
     let mut conditions = status.conditions.take().unwrap_or_default();
-    let full = format!(
-        "The Rollout \"{}\" is invalid: {message}",
-        rollout_name(&observed.rollout)
-    );
-    cond::set(
-        &mut conditions,
-        cond::INVALID_SPEC,
-        "True",
-        cond::INVALID_SPEC,
-        &full,
-        observed.now,
-    );
+    let full = format!("The Rollout \"{}\" is invalid: {message}", rollout_name(&observed.rollout));
+    cond::set(&mut conditions, cond::INVALID_SPEC, "True", cond::INVALID_SPEC, &full, observed.now);
     status.conditions = Some(conditions);
     status.phase = Some("Degraded".into());
     status.message = Some(format!("InvalidSpec: {full}"));
     status.observed_generation = generation(&observed.rollout);
     let mut events = Vec::new();
-    let changed = before
-        .conditions
-        .as_deref()
-        .and_then(|c| cond::find(c, cond::INVALID_SPEC))
-        .is_none_or(|c| c.message != full);
+    let changed =
+        before.conditions.as_deref().and_then(|c| cond::find(c, cond::INVALID_SPEC)).is_none_or(|c| c.message != full);
     if changed {
-        events.push(Event {
-            warning: true,
-            reason: "InvalidSpec",
-            message: full,
-        });
+        events.push(Event { warning: true, reason: "InvalidSpec", message: full });
     }
-    Plan {
-        actions: Vec::new(),
-        status,
-        events,
-        requeue_after: None,
-    }
+    Plan { actions: Vec::new(), status, events, requeue_after: None }
 }
 
 /// A Rollout being deleted: give the Deployment its pods back, release the Services, then let
 /// the garbage collector remove the ReplicaSets.
 fn finalize(observed: &Observed) -> Plan {
     let rollout = &observed.rollout;
-    let mut plan = Plan {
-        status: rollout.status.clone().unwrap_or_default(),
-        ..Default::default()
-    };
-    if !rollout
-        .metadata
-        .finalizers
-        .iter()
-        .flatten()
-        .any(|f| f == FINALIZER)
-    {
+    let mut plan = Plan { status: rollout.status.clone().unwrap_or_default(), ..Default::default() };
+    if !rollout.metadata.finalizers.iter().flatten().any(|f| f == FINALIZER) {
         return plan;
     }
     let name = rollout_name(rollout);
     let replicas = rollout.spec.replicas.unwrap_or(1);
     let mut done = true;
     if let (Some(reference), Some(workload)) = (&rollout.spec.workload_ref, &observed.workload) {
-        let scaled_down_by_us = matches!(
-            reference.scale_down.as_deref(),
-            Some("onsuccess" | "progressively")
-        );
+        let scaled_down_by_us = matches!(reference.scale_down.as_deref(), Some("onsuccess" | "progressively"));
         if let (true, Some(current)) = (scaled_down_by_us, workload.deployment_replicas) {
             if current < replicas {
-                plan.actions.push(Action::ScaleWorkload {
-                    name: reference.name.clone(),
-                    replicas,
-                });
+                plan.actions.push(Action::ScaleWorkload { name: reference.name.clone(), replicas });
                 plan.events.push(Event {
                     warning: false,
                     reason: "WorkloadRestored",
@@ -234,11 +195,7 @@ fn finalize(observed: &Observed) -> Plan {
                     ),
                 });
             }
-            let deleting_since = rollout
-                .metadata
-                .deletion_timestamp
-                .as_ref()
-                .map_or(observed.now, |t| t.0);
+            let deleting_since = rollout.metadata.deletion_timestamp.as_ref().map_or(observed.now, |t| t.0);
             let gave_up = observed.now >= deleting_since + seconds(RESTORE_TIMEOUT);
             if workload.deployment_available < replicas && !gave_up {
                 done = false;
@@ -251,10 +208,7 @@ fn finalize(observed: &Observed) -> Plan {
     }
     for service in observed.services.values() {
         if service.managed_by.as_deref() == Some(name) {
-            plan.actions.push(Action::SetServiceSelector {
-                service: service.name.clone(),
-                hash: None,
-            });
+            plan.actions.push(Action::SetServiceSelector { service: service.name.clone(), hash: None });
         }
     }
     if done {
@@ -290,10 +244,7 @@ impl<'a> Planner<'a> {
     fn new(observed: &'a Observed, valid: ValidRollout<'a>, before: RolloutStatus) -> Self {
         let hash = hash::pod_template_hash(&valid.template, before.collision_count);
         let step_hash = hash::step_hash(valid.steps);
-        let new_rs = observed
-            .replica_sets
-            .iter()
-            .find(|rs| rs.hash == hash && !rs.deleting);
+        let new_rs = observed.replica_sets.iter().find(|rs| rs.hash == hash && !rs.deleting);
         let mut next = before.clone();
         let conditions = next.conditions.take().unwrap_or_default();
         Planner {
@@ -336,12 +287,7 @@ impl<'a> Planner<'a> {
         self.restart_pods();
         self.clean_up_history();
         self.write_status();
-        Plan {
-            actions: self.actions,
-            status: self.next,
-            events: self.events,
-            requeue_after: self.requeue,
-        }
+        Plan { actions: self.actions, status: self.next, events: self.events, requeue_after: self.requeue }
     }
 
     // ---- small helpers -------------------------------------------------------------------
@@ -379,17 +325,12 @@ impl<'a> Planner<'a> {
     }
 
     fn rs_by_hash(&self, hash: &str) -> Option<&'a ReplicaSetView> {
-        self.observed
-            .replica_sets
-            .iter()
-            .find(|rs| rs.hash == hash && !rs.deleting)
+        self.observed.replica_sets.iter().find(|rs| rs.hash == hash && !rs.deleting)
     }
 
     /// The stable ReplicaSet, when it differs from the current template's.
     fn stable_rs(&self) -> Option<&'a ReplicaSetView> {
-        self.stable_hash()
-            .filter(|h| *h != self.hash)
-            .and_then(|h| self.rs_by_hash(h))
+        self.stable_hash().filter(|h| *h != self.hash).and_then(|h| self.rs_by_hash(h))
     }
 
     fn promoted(&self) -> bool {
@@ -405,9 +346,7 @@ impl<'a> Planner<'a> {
     }
 
     fn revision(&self) -> u64 {
-        self.new_rs
-            .and_then(|rs| rs.revision)
-            .unwrap_or_else(|| self.max_other_revision() + 1)
+        self.new_rs.and_then(|rs| rs.revision).unwrap_or_else(|| self.max_other_revision() + 1)
     }
 
     fn max_other_revision(&self) -> u64 {
@@ -432,11 +371,7 @@ impl<'a> Planner<'a> {
     }
 
     fn event(&mut self, reason: &'static str, message: String) {
-        self.events.push(Event {
-            warning: false,
-            reason,
-            message,
-        });
+        self.events.push(Event { warning: false, reason, message });
     }
 
     fn settle(&self) -> SignedDuration {
@@ -449,12 +384,7 @@ impl<'a> Planner<'a> {
 
     /// True when the last traffic change is at least `settle` old; otherwise waits for it.
     fn traffic_settled(&mut self, next_move: &str) -> bool {
-        let changed_at = self
-            .next
-            .canary
-            .as_ref()
-            .and_then(|c| c.traffic_changed_at.as_ref())
-            .map(|t| t.0);
+        let changed_at = self.next.canary.as_ref().and_then(|c| c.traffic_changed_at.as_ref()).map(|t| t.0);
         let Some(changed_at) = changed_at else {
             return true;
         };
@@ -464,55 +394,39 @@ impl<'a> Planner<'a> {
         }
         self.requeue_at(settled_at);
         let left = until(self.now, settled_at).as_secs_f64().ceil();
-        self.wait(format!(
-            "waiting {left}s for traffic to settle before {next_move}"
-        ));
+        self.wait(format!("waiting {left}s for traffic to settle before {next_move}"));
         false
     }
 
     fn traffic_moved(&mut self) {
-        self.next
-            .canary
-            .get_or_insert_with(CanaryStatus::default)
-            .traffic_changed_at = Some(Time(self.now));
+        self.next.canary.get_or_insert_with(CanaryStatus::default).traffic_changed_at = Some(Time(self.now));
     }
 
     // ---- phases ----------------------------------------------------------------------------
 
     fn ensure_finalizer(&mut self) {
         let rollout = &self.observed.rollout;
-        let restores_workload = rollout.spec.workload_ref.as_ref().is_some_and(|w| {
-            matches!(w.scale_down.as_deref(), Some("onsuccess" | "progressively"))
-        });
-        let has = rollout
-            .metadata
-            .finalizers
-            .iter()
-            .flatten()
-            .any(|f| f == FINALIZER);
+        let restores_workload = rollout
+            .spec
+            .workload_ref
+            .as_ref()
+            .is_some_and(|w| matches!(w.scale_down.as_deref(), Some("onsuccess" | "progressively")));
+        let has = rollout.metadata.finalizers.iter().flatten().any(|f| f == FINALIZER);
         if (restores_workload || self.valid.services.is_some()) && !has {
             self.actions.push(Action::AddFinalizer);
         }
     }
 
     fn adopt_orphans(&mut self) {
-        for rs in self
-            .observed
-            .replica_sets
-            .iter()
-            .filter(|rs| !rs.owned && !rs.deleting)
-        {
-            self.actions.push(Action::AdoptReplicaSet {
-                name: rs.name.clone(),
-            });
+        for rs in self.observed.replica_sets.iter().filter(|rs| !rs.owned && !rs.deleting) {
+            self.actions.push(Action::AdoptReplicaSet { name: rs.name.clone() });
         }
     }
 
     /// A new template or new steps start the steps again (a template back at stable skips them).
     fn reset_on_change(&mut self) {
         let template_changed = self.before.current_pod_hash.as_deref() != Some(self.hash.as_str());
-        let steps_changed =
-            self.before.current_step_hash.as_deref() != Some(self.step_hash.as_str());
+        let steps_changed = self.before.current_step_hash.as_deref() != Some(self.step_hash.as_str());
         if !template_changed && !steps_changed {
             return;
         }
@@ -538,10 +452,7 @@ impl<'a> Planner<'a> {
             let revision = self.max_other_revision() + 1;
             self.event(
                 "RolloutNotCompleted",
-                format!(
-                    "Rollout not completed, started update to revision {revision} ({})",
-                    self.hash
-                ),
+                format!("Rollout not completed, started update to revision {revision} ({})", self.hash),
             );
         }
     }
@@ -555,11 +466,8 @@ impl<'a> Planner<'a> {
         self.next.current_step_index = (!self.valid.steps.is_empty()).then_some(self.steps_len());
         self.next.pause_conditions = None;
         self.next.controller_pause = None;
-        let message = format!(
-            "Rollout completed update to revision {} ({}): Initial deploy",
-            self.revision(),
-            self.hash
-        );
+        let message =
+            format!("Rollout completed update to revision {} ({}): Initial deploy", self.revision(), self.hash);
         self.event("RolloutCompleted", message);
     }
 
@@ -578,23 +486,12 @@ impl<'a> Planner<'a> {
             if self.next.aborted_at.is_none() {
                 self.next.aborted_at = Some(Time(self.now));
                 let message = format!("Rollout aborted update to revision {}", self.revision());
-                self.events.push(Event {
-                    warning: true,
-                    reason: "RolloutAborted",
-                    message,
-                });
+                self.events.push(Event { warning: true, reason: "RolloutAborted", message });
             }
         } else if self.next.aborted_at.is_some() {
             self.next.aborted_at = None;
             let message = "Retrying Rollout after abort";
-            cond::set(
-                &mut self.conditions,
-                cond::PROGRESSING,
-                "Unknown",
-                "RolloutRetry",
-                message,
-                self.now,
-            );
+            cond::set(&mut self.conditions, cond::PROGRESSING, "Unknown", "RolloutRetry", message, self.now);
         }
     }
 
@@ -618,43 +515,29 @@ impl<'a> Planner<'a> {
             .into_iter()
             .flatten()
             .filter(|rs| rs.spec_replicas > 0)
-            .any(|rs| {
-                rs.desired_replicas_annotation
-                    .is_some_and(|d| d != self.replicas)
-            })
+            .any(|rs| rs.desired_replicas_annotation.is_some_and(|d| d != self.replicas))
     }
 
     /// Completes the current step if it is done; at most one step per reconcile.
     fn advance_step(&mut self) {
-        if self.aborted()
-            || self.promoted()
-            || self.at_end()
-            || self.paused_by_user()
-            || self.scaling_event()
-        {
+        if self.aborted() || self.promoted() || self.at_end() || self.paused_by_user() || self.scaling_event() {
             return;
         }
         let index = self.index();
         let step = &self.valid.steps[index];
-        let step_number = index + 1;
         let total = self.valid.steps.len();
         let done = if let Some(pause) = &step.pause {
-            self.pause_done(pause.duration.as_ref(), step_number, total)
+            self.pause_done(pause.duration.as_ref(), index, total)
         } else if step.set_weight.is_some() || step.set_canary_scale.is_some() {
             let (canary, stable) = self.targets();
             let at_counts = self.at_counts(canary, stable);
             let weight_ok = step.set_weight.is_none()
                 || !self.routed()
-                || self
-                    .observed_weights()
-                    .iter()
-                    .all(|w| *w == steps::set_weight_at(self.valid.steps, index));
+                || self.observed_weights().iter().all(|w| *w == steps::set_weight_at(self.valid.steps, index));
             if !at_counts {
                 self.wait_for_counts(canary, stable);
             } else if !weight_ok {
-                self.wait(format!(
-                    "step {step_number}/{total}: waiting for the VirtualService weights to be set"
-                ));
+                self.wait(format!("step {index}/{total}: waiting for the VirtualService weights to be set"));
             }
             at_counts && weight_ok
         } else {
@@ -665,62 +548,48 @@ impl<'a> Planner<'a> {
         }
         let description = steps::describe_step(step);
         self.next.current_step_index = Some(i32::try_from(index + 1).unwrap_or(i32::MAX));
-        self.event(
-            "RolloutStepCompleted",
-            format!("Rollout step {step_number}/{total} completed ({description})"),
-        );
-        let had_pause =
-            !self.pause_conditions().is_empty() || self.next.controller_pause == Some(true);
+        self.event("RolloutStepCompleted", format!("Rollout step {}/{total} completed ({description})", index + 1));
+        let had_pause = !self.pause_conditions().is_empty() || self.next.controller_pause == Some(true);
         if had_pause {
             self.next.pause_conditions = None;
             self.next.controller_pause = None;
             self.event("RolloutResumed", "Rollout is resumed".into());
         }
         // Entering a pause step starts its clock now.
-        if let Some(next_step) = self.valid.steps.get(index + 1) {
-            if next_step.pause.is_some() {
-                self.enter_pause();
-                let duration = next_step.pause.as_ref().and_then(|p| p.duration.as_ref());
-                self.pause_done(duration, index + 2, total);
-            }
+        if let Some(next_step) = self.valid.steps.get(index + 1)
+            && next_step.pause.is_some()
+        {
+            self.enter_pause();
+            let duration = next_step.pause.as_ref().and_then(|p| p.duration.as_ref());
+            self.pause_done(duration, index + 1, total);
         }
     }
 
     fn enter_pause(&mut self) {
-        self.next.pause_conditions = Some(vec![PauseCondition {
-            reason: "CanaryPauseStep".into(),
-            start_time: Time(self.now),
-        }]);
+        self.next.pause_conditions =
+            Some(vec![PauseCondition { reason: "CanaryPauseStep".into(), start_time: Time(self.now) }]);
         self.next.controller_pause = Some(true);
-        self.event(
-            "RolloutPaused",
-            "Rollout is paused (CanaryPauseStep)".into(),
-        );
+        self.event("RolloutPaused", "Rollout is paused (CanaryPauseStep)".into());
     }
 
-    /// Whether the pause step is over: promoted by a person, or its duration has passed.
+    /// Whether the pause step at `index` is over: promoted by a person, or its duration has
+    /// passed. Messages show it as "step index/total", like the plugin.
     fn pause_done(
         &mut self,
         duration: Option<&k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>,
-        step_number: usize,
+        index: usize,
         total: usize,
     ) -> bool {
-        let started = self
-            .pause_conditions()
-            .iter()
-            .find(|c| c.reason == "CanaryPauseStep")
-            .map(|c| c.start_time.0);
+        let started = self.pause_conditions().iter().find(|c| c.reason == "CanaryPauseStep").map(|c| c.start_time.0);
         let Some(started) = started else {
             if self.next.controller_pause == Some(true) {
                 return true; // the pause condition was cleared: promoted
             }
             self.enter_pause();
-            return self.pause_done(duration, step_number, total);
+            return self.pause_done(duration, index, total);
         };
         let Some(duration) = duration.and_then(steps::parse_duration) else {
-            self.wait(format!(
-                "CanaryPauseStep: paused at step {step_number}/{total} until promoted"
-            ));
+            self.wait(format!("CanaryPauseStep: step {index}/{total}: paused until promoted"));
             return false;
         };
         let ends = started + SignedDuration::try_from(duration).unwrap_or_default();
@@ -728,19 +597,13 @@ impl<'a> Planner<'a> {
             return true;
         }
         self.requeue_at(ends);
-        self.wait(format!(
-            "CanaryPauseStep: paused at step {step_number}/{total} until {ends}"
-        ));
+        self.wait(format!("CanaryPauseStep: step {index}/{total}: paused until {ends}"));
         false
     }
 
     /// The canary weight the replicas are sized for.
     fn replica_weight(&self) -> i32 {
-        if self.aborted() {
-            0
-        } else {
-            steps::set_weight_at(self.valid.steps, self.index())
-        }
+        if self.aborted() { 0 } else { steps::set_weight_at(self.valid.steps, self.index()) }
     }
 
     /// Desired pods of the canary (current template) and stable ReplicaSets.
@@ -750,12 +613,8 @@ impl<'a> Planner<'a> {
         };
         let canary = self.valid.canary;
         if self.routed() {
-            let explicit = (!self.aborted())
-                .then(|| steps::canary_scale_at(self.valid.steps, self.index()))
-                .flatten();
-            let weight = explicit
-                .and_then(|s| s.weight)
-                .unwrap_or_else(|| self.replica_weight());
+            let explicit = (!self.aborted()).then(|| steps::canary_scale_at(self.valid.steps, self.index())).flatten();
+            let weight = explicit.and_then(|s| s.weight).unwrap_or_else(|| self.replica_weight());
             let observed = self.observed_weights();
             let actual = observed.first().map(|w| (*w, 100 - *w));
             let (mut canary_pods, stable_pods) = replicas::routed_canary(RoutedCanary {
@@ -772,15 +631,9 @@ impl<'a> Planner<'a> {
             }
             return (canary_pods, stable_pods);
         }
-        let (surge, unavailable) = replicas::fenceposts(
-            canary.max_surge.as_ref(),
-            canary.max_unavailable.as_ref(),
-            self.replicas,
-        );
-        let scale = |rs: &ReplicaSetView| Scale {
-            spec: rs.spec_replicas,
-            available: rs.available,
-        };
+        let (surge, unavailable) =
+            replicas::fenceposts(canary.max_surge.as_ref(), canary.max_unavailable.as_ref(), self.replicas);
+        let scale = |rs: &ReplicaSetView| Scale { spec: rs.spec_replicas, available: rs.available };
         let others_spec = self.others().map(|rs| rs.spec_replicas).sum();
         replicas::basic_canary(BasicCanary {
             replicas: self.replicas,
@@ -795,48 +648,37 @@ impl<'a> Planner<'a> {
 
     fn others(&self) -> impl Iterator<Item = &'a ReplicaSetView> + '_ {
         let stable = self.stable_hash().map(str::to_owned);
-        self.observed.replica_sets.iter().filter(move |rs| {
-            rs.hash != self.hash && Some(&rs.hash) != stable.as_ref() && !rs.deleting
-        })
+        self.observed
+            .replica_sets
+            .iter()
+            .filter(move |rs| rs.hash != self.hash && Some(&rs.hash) != stable.as_ref() && !rs.deleting)
     }
 
     /// The canary and stable have the pods this step asks for, all available.
     fn at_counts(&self, canary: i32, stable: i32) -> bool {
-        let new_ok = self.new_rs.is_some_and(|rs| {
-            rs.spec_replicas == canary && rs.available >= canary && rs.status_current
-        });
+        let new_ok =
+            self.new_rs.is_some_and(|rs| rs.spec_replicas == canary && rs.available >= canary && rs.status_current);
         let dynamic = self.routed() && self.valid.canary.dynamic_stable_scale == Some(true);
-        let stable_ok = dynamic
-            || self
-                .stable_rs()
-                .is_none_or(|rs| rs.spec_replicas == stable && rs.status_replicas == stable);
+        let stable_ok =
+            dynamic || self.stable_rs().is_none_or(|rs| rs.spec_replicas == stable && rs.status_replicas == stable);
         let others_ok = self.routed() || self.others().all(|rs| rs.available == 0);
         new_ok && stable_ok && others_ok
     }
 
     fn wait_for_counts(&mut self, canary: i32, stable: i32) {
-        let new_name = self.new_rs.map_or_else(
-            || format!("{}-{}", self.name(), self.hash),
-            |rs| rs.name.clone(),
-        );
+        let new_name = self.new_rs.map_or_else(|| format!("{}-{}", self.name(), self.hash), |rs| rs.name.clone());
         let new_available = self.new_available();
         if new_available < canary || self.new_rs.is_none_or(|rs| rs.spec_replicas != canary) {
             self.wait(format!("waiting for canary ReplicaSet {new_name}: {new_available} of {canary} pods available"));
             return;
         }
-        if let Some(rs) = self.stable_rs() {
-            if rs.spec_replicas != stable || rs.status_replicas != stable {
-                self.wait(format!(
-                    "waiting for stable ReplicaSet {}: {} of {stable} pods",
-                    rs.name, rs.status_replicas
-                ));
-                return;
-            }
+        if let Some(rs) = self.stable_rs()
+            && (rs.spec_replicas != stable || rs.status_replicas != stable)
+        {
+            self.wait(format!("waiting for stable ReplicaSet {}: {} of {stable} pods", rs.name, rs.status_replicas));
+            return;
         }
-        let old = self
-            .others()
-            .find(|rs| rs.available > 0)
-            .map(|rs| rs.name.clone());
+        let old = self.others().find(|rs| rs.available > 0).map(|rs| rs.name.clone());
         if let Some(name) = old {
             self.wait(format!("waiting for old ReplicaSet {name} to scale down"));
         }
@@ -846,19 +688,15 @@ impl<'a> Planner<'a> {
     /// abortScaleDownDelaySeconds have passed.
     fn abort_scale_down_due(&self) -> bool {
         let Some(rs) = self.new_rs else { return true };
-        rs.scale_down_deadline
-            .is_some_and(|deadline| self.now >= deadline)
-            || self.valid.canary.abort_scale_down_delay_seconds == Some(0)
-                && self.canary_traffic_gone()
+        rs.scale_down_deadline.is_some_and(|deadline| self.now >= deadline)
+            || self.valid.canary.abort_scale_down_delay_seconds == Some(0) && self.canary_traffic_gone()
     }
 
     /// No weight and no Service sends traffic to the current template's pods.
     fn canary_traffic_gone(&self) -> bool {
         let weights_zero = self.observed_weights().iter().all(|w| *w == 0);
         let selected = self.valid.services.is_some_and(|(stable, canary)| {
-            [stable, canary]
-                .iter()
-                .any(|s| self.service_hash(s) == Some(self.hash.as_str()))
+            [stable, canary].iter().any(|s| self.service_hash(s) == Some(self.hash.as_str()))
         });
         weights_zero && !selected
     }
@@ -866,24 +704,26 @@ impl<'a> Planner<'a> {
     fn size_replica_sets(&mut self) {
         let (canary, stable) = self.targets();
         // Abort: record when the canary may go, once traffic has left it.
-        if self.aborted() && self.routed() && !self.abort_scale_down_due() {
-            if let Some(rs) = self.new_rs {
-                match rs.scale_down_deadline {
-                    Some(deadline) => self.requeue_at(deadline),
-                    None if self.canary_traffic_gone() => {
-                        let delay = i64::from(
-                            self.valid
-                                .canary
-                                .abort_scale_down_delay_seconds
-                                .map_or(DEFAULT_ABORT_SCALE_DOWN_DELAY as i32, |d| d),
-                        );
-                        let deadline = self.now + seconds(delay);
-                        let name = rs.name.clone();
-                        self.set_deadline(&name, Some(deadline));
-                        self.requeue_at(deadline);
-                    }
-                    None => {}
+        if self.aborted()
+            && self.routed()
+            && !self.abort_scale_down_due()
+            && let Some(rs) = self.new_rs
+        {
+            match rs.scale_down_deadline {
+                Some(deadline) => self.requeue_at(deadline),
+                None if self.canary_traffic_gone() => {
+                    let delay = i64::from(
+                        self.valid
+                            .canary
+                            .abort_scale_down_delay_seconds
+                            .map_or(DEFAULT_ABORT_SCALE_DOWN_DELAY as i32, |d| d),
+                    );
+                    let deadline = self.now + seconds(delay);
+                    let name = rs.name.clone();
+                    self.set_deadline(&name, Some(deadline));
+                    self.requeue_at(deadline);
                 }
+                None => {}
             }
         }
         if let Some(rs) = self.stable_rs() {
@@ -903,10 +743,7 @@ impl<'a> Planner<'a> {
     fn size(&mut self, rs: &ReplicaSetView, replicas: i32) {
         let mut annotations = BTreeMap::new();
         if rs.desired_replicas_annotation != Some(self.replicas) {
-            annotations.insert(
-                DESIRED_REPLICAS_ANNOTATION.to_string(),
-                Some(self.replicas.to_string()),
-            );
+            annotations.insert(DESIRED_REPLICAS_ANNOTATION.to_string(), Some(self.replicas.to_string()));
         }
         // New and stable pods serve; a deadline on them is stale (except an aborted canary's).
         let keep_deadline = self.aborted() && rs.hash == self.hash;
@@ -929,31 +766,17 @@ impl<'a> Planner<'a> {
         self.patch_rs(rs, replicas, annotations);
     }
 
-    fn patch_rs(
-        &mut self,
-        rs: &ReplicaSetView,
-        replicas: i32,
-        annotations: BTreeMap<String, Option<String>>,
-    ) {
+    fn patch_rs(&mut self, rs: &ReplicaSetView, replicas: i32, annotations: BTreeMap<String, Option<String>>) {
         let resize = rs.spec_replicas != replicas;
         if !resize && annotations.is_empty() {
             return;
         }
         if resize {
-            let direction = if replicas > rs.spec_replicas {
-                "up"
-            } else {
-                "down"
-            };
-            let revision = rs
-                .revision
-                .map_or_else(String::new, |r| format!(" (revision {r})"));
+            let direction = if replicas > rs.spec_replicas { "up" } else { "down" };
+            let revision = rs.revision.map_or_else(String::new, |r| format!(" (revision {r})"));
             self.event(
                 "ScalingReplicaSet",
-                format!(
-                    "Scaled {direction} ReplicaSet {}{revision} from {} to {replicas}",
-                    rs.name, rs.spec_replicas
-                ),
+                format!("Scaled {direction} ReplicaSet {}{revision} from {} to {replicas}", rs.name, rs.spec_replicas),
             );
         }
         self.sizes.insert(rs.name.clone(), replicas);
@@ -967,11 +790,7 @@ impl<'a> Planner<'a> {
     fn set_deadline(&mut self, name: &str, deadline: Option<Timestamp>) {
         let value = deadline.map(|d| d.to_string());
         let annotations = BTreeMap::from([(SCALE_DOWN_DEADLINE_ANNOTATION.to_string(), value)]);
-        self.actions.push(Action::PatchReplicaSet {
-            name: name.into(),
-            replicas: None,
-            annotations,
-        });
+        self.actions.push(Action::PatchReplicaSet { name: name.into(), replicas: None, annotations });
     }
 
     fn create_new_rs(&mut self, replicas: i32) {
@@ -988,28 +807,16 @@ impl<'a> Planner<'a> {
         let name = rs.metadata.name.clone().unwrap_or_default();
         self.actions.push(Action::CreateReplicaSet(Box::new(rs)));
         self.actions.push(Action::AnnotateRevision { revision });
-        self.event(
-            "RolloutUpdated",
-            format!("Rollout updated to revision {revision}"),
-        );
-        self.event(
-            "NewReplicaSetCreated",
-            format!("Created ReplicaSet {name} (revision {revision})"),
-        );
+        self.event("RolloutUpdated", format!("Rollout updated to revision {revision}"));
+        self.event("NewReplicaSetCreated", format!("Created ReplicaSet {name} (revision {revision})"));
         self.sizes.insert(name.clone(), replicas);
         self.created_rs = true;
-        self.wait(format!(
-            "waiting for canary ReplicaSet {name}: 0 of {replicas} pods available"
-        ));
+        self.wait(format!("waiting for canary ReplicaSet {name}: 0 of {replicas} pods available"));
     }
 
     /// The hash a Service selects now.
     fn service_hash(&self, service: &str) -> Option<&'a str> {
-        self.observed
-            .services
-            .get(service)
-            .and_then(|s| s.selector.get(POD_TEMPLATE_HASH_LABEL))
-            .map(String::as_str)
+        self.observed.services.get(service).and_then(|s| s.selector.get(POD_TEMPLATE_HASH_LABEL)).map(String::as_str)
     }
 
     /// Points a Service at `hash` when that ReplicaSet can serve: some available pods, or all of
@@ -1031,18 +838,15 @@ impl<'a> Planner<'a> {
             target.spec_replicas > 0 && target.available >= target.spec_replicas
         };
         if !ready {
-            self.wait(format!("waiting for ReplicaSet {} to have available pods before switching Service {service}", target.name));
+            self.wait(format!(
+                "waiting for ReplicaSet {} to have available pods before switching Service {service}",
+                target.name
+            ));
             return false;
         }
         let from = self.service_hash(service).unwrap_or("").to_string();
-        self.actions.push(Action::SetServiceSelector {
-            service: service.into(),
-            hash: Some(hash.into()),
-        });
-        self.event(
-            "SwitchService",
-            format!("Switched selector for service '{service}' from '{from}' to '{hash}'"),
-        );
+        self.actions.push(Action::SetServiceSelector { service: service.into(), hash: Some(hash.into()) });
+        self.event("SwitchService", format!("Switched selector for service '{service}' from '{from}' to '{hash}'"));
         true
     }
 
@@ -1052,19 +856,13 @@ impl<'a> Planner<'a> {
         };
         let stable = self.stable_hash().unwrap_or(&self.hash).to_string();
         // With traffic routing, the stable Service moves at promotion (`promote`).
-        if !self.routed()
-            || self.service_hash(stable_service).is_none()
-            || self.promoted() && !self.aborted()
+        if (!self.routed() || self.service_hash(stable_service).is_none() || self.promoted() && !self.aborted())
+            && self.point_service(stable_service, &stable)
+            && self.routed()
         {
-            if self.point_service(stable_service, &stable) && self.routed() {
-                self.traffic_moved();
-            }
+            self.traffic_moved();
         }
-        let canary_target = if self.aborted() {
-            stable.clone()
-        } else {
-            self.hash.clone()
-        };
+        let canary_target = if self.aborted() { stable.clone() } else { self.hash.clone() };
         if self.aborted() && self.routed() {
             // Traffic goes back to stable first; the canary Service follows once that settled.
             let weights_zero = self.observed_weights().iter().all(|w| *w == 0);
@@ -1082,8 +880,7 @@ impl<'a> Planner<'a> {
 
     /// Canary weight of each managed route, in order, across the VirtualServices.
     fn observed_weights(&self) -> Vec<i32> {
-        let (Some((_, canary)), Some(available)) =
-            (self.valid.services, self.observed.virtual_services.as_ref())
+        let (Some((_, canary)), Some(available)) = (self.valid.services, self.observed.virtual_services.as_ref())
         else {
             return Vec::new();
         };
@@ -1109,15 +906,10 @@ impl<'a> Planner<'a> {
                 return Some(0);
             }
             let switched = self.service_hash(stable_service) == Some(self.hash.as_str());
-            return (switched
-                && self.traffic_settled(
-                    "returning the VirtualService weights to the stable Service",
-                ))
-            .then_some(0);
+            return (switched && self.traffic_settled("returning the VirtualService weights to the stable Service"))
+                .then_some(0);
         }
-        if self.aborted()
-            || self.new_available() == 0
-            || self.service_hash(canary_service) != Some(self.hash.as_str())
+        if self.aborted() || self.new_available() == 0 || self.service_hash(canary_service) != Some(self.hash.as_str())
         {
             return Some(0);
         }
@@ -1126,17 +918,12 @@ impl<'a> Planner<'a> {
         }
         let index = self.index();
         if self.at_end() {
-            let ready = self.new_rs.is_some_and(|rs| {
-                rs.spec_replicas >= self.replicas && rs.available >= self.replicas
-            });
+            let ready =
+                self.new_rs.is_some_and(|rs| rs.spec_replicas >= self.replicas && rs.available >= self.replicas);
             if !ready {
                 self.wait_for_counts(self.replicas, self.replicas);
             }
-            return Some(if ready {
-                100
-            } else {
-                steps::set_weight_before(self.valid.steps, index)
-            });
+            return Some(if ready { 100 } else { steps::set_weight_before(self.valid.steps, index) });
         }
         let (canary, stable) = self.targets();
         Some(if self.at_counts(canary, stable) {
@@ -1157,20 +944,13 @@ impl<'a> Planner<'a> {
         let current = observed.first().copied().unwrap_or(0);
         let desired = self.desired_weight(&observed);
         let mut weight = current;
-        if let (Some(desired), Some(available)) = (desired, self.observed.virtual_services.as_ref())
-        {
+        if let (Some(desired), Some(available)) = (desired, self.observed.virtual_services.as_ref()) {
             let mut changed = false;
             for vs in &self.valid.virtual_services {
                 let Some(found) = available.get(&(vs.namespace.clone(), vs.name.clone())) else {
                     continue;
                 };
-                let patch = traffic::weight_patch(
-                    &found.spec,
-                    &vs.routes,
-                    stable_service,
-                    canary_service,
-                    desired,
-                );
+                let patch = traffic::weight_patch(&found.spec, &vs.routes, stable_service, canary_service, desired);
                 if !patch.is_empty() {
                     changed = true;
                     self.actions.push(Action::SetVirtualServiceWeights {
@@ -1206,10 +986,7 @@ impl<'a> Planner<'a> {
             },
             verified: None,
         };
-        self.next
-            .canary
-            .get_or_insert_with(CanaryStatus::default)
-            .weights = Some(weights);
+        self.next.canary.get_or_insert_with(CanaryStatus::default).weights = Some(weights);
     }
 
     /// Makes the current template stable once the steps are done and it serves everyone.
@@ -1221,9 +998,7 @@ impl<'a> Planner<'a> {
         if !steps_done {
             return;
         }
-        let full = self
-            .new_rs
-            .is_some_and(|rs| rs.available >= self.replicas && rs.spec_replicas >= self.replicas);
+        let full = self.new_rs.is_some_and(|rs| rs.available >= self.replicas && rs.spec_replicas >= self.replicas);
         if !full {
             self.wait_for_counts(self.replicas, 0);
             return;
@@ -1255,11 +1030,7 @@ impl<'a> Planner<'a> {
         self.next.pause_conditions = None;
         self.next.controller_pause = None;
         self.next.current_step_index = (!self.valid.steps.is_empty()).then_some(self.steps_len());
-        let message = format!(
-            "Rollout completed update to revision {} ({}): {reason}",
-            self.revision(),
-            self.hash
-        );
+        let message = format!("Rollout completed update to revision {} ({}): {reason}", self.revision(), self.hash);
         self.event("RolloutCompleted", message);
         if !self.routed() {
             // Basic canary: the stable Service follows at once, and the old pods go within budget.
@@ -1273,9 +1044,7 @@ impl<'a> Planner<'a> {
     /// Hashes that a Service selects or a weight still reaches: their pods must stay.
     fn referenced(&self, hash: &str) -> bool {
         let by_service = self.valid.services.is_some_and(|(stable, canary)| {
-            [stable, canary]
-                .iter()
-                .any(|service| self.service_hash(service) == Some(hash))
+            [stable, canary].iter().any(|service| self.service_hash(service) == Some(hash))
         });
         by_service || self.stable_hash() == Some(hash) || hash == self.hash
     }
@@ -1284,18 +1053,13 @@ impl<'a> Planner<'a> {
         let mut others: Vec<&'a ReplicaSetView> = self
             .others()
             .filter(|rs| {
-                (rs.spec_replicas > 0 || rs.scale_down_deadline.is_some())
-                    && !self.sizes.contains_key(&rs.name)
+                (rs.spec_replicas > 0 || rs.scale_down_deadline.is_some()) && !self.sizes.contains_key(&rs.name)
             })
             .collect();
         others.sort_by_key(|rs| std::cmp::Reverse(rs.revision));
         if self.routed() {
-            let delay = i64::from(
-                self.valid
-                    .canary
-                    .scale_down_delay_seconds
-                    .unwrap_or(DEFAULT_SCALE_DOWN_DELAY as i32),
-            );
+            let delay =
+                i64::from(self.valid.canary.scale_down_delay_seconds.unwrap_or(DEFAULT_SCALE_DOWN_DELAY as i32));
             let dynamic = self.valid.canary.dynamic_stable_scale == Some(true);
             let limit = self
                 .valid
@@ -1308,20 +1072,14 @@ impl<'a> Planner<'a> {
                     continue;
                 }
                 match rs.scale_down_deadline {
-                    Some(deadline)
-                        if self.now < deadline && rs.spec_replicas > 0 && delayed < limit =>
-                    {
+                    Some(deadline) if self.now < deadline && rs.spec_replicas > 0 && delayed < limit => {
                         delayed += 1;
                         self.requeue_at(deadline);
                     }
-                    Some(_) => self.patch_rs(
-                        rs,
-                        0,
-                        BTreeMap::from([(SCALE_DOWN_DEADLINE_ANNOTATION.to_string(), None)]),
-                    ),
-                    None if dynamic || delay == 0 || delayed >= limit => {
-                        self.patch_rs(rs, 0, BTreeMap::new())
+                    Some(_) => {
+                        self.patch_rs(rs, 0, BTreeMap::from([(SCALE_DOWN_DEADLINE_ANNOTATION.to_string(), None)]))
                     }
+                    None if dynamic || delay == 0 || delayed >= limit => self.patch_rs(rs, 0, BTreeMap::new()),
                     None => {
                         delayed += 1;
                         let deadline = self.now + seconds(delay);
@@ -1338,14 +1096,8 @@ impl<'a> Planner<'a> {
             self.valid.canary.max_unavailable.as_ref(),
             self.replicas,
         );
-        let total_available: i32 = self
-            .observed
-            .replica_sets
-            .iter()
-            .map(|rs| rs.available)
-            .sum();
-        let mut budget =
-            replicas::old_scale_down_budget(total_available, self.replicas, unavailable);
+        let total_available: i32 = self.observed.replica_sets.iter().map(|rs| rs.available).sum();
+        let mut budget = replicas::old_scale_down_budget(total_available, self.replicas, unavailable);
         for rs in others {
             if rs.spec_replicas == 0 {
                 continue;
@@ -1357,10 +1109,7 @@ impl<'a> Planner<'a> {
             if shrink > 0 {
                 self.patch_rs(rs, rs.spec_replicas - shrink, BTreeMap::new());
             } else if self.waiting.is_none() {
-                self.wait(format!(
-                    "waiting for old ReplicaSet {} to scale down",
-                    rs.name
-                ));
+                self.wait(format!("waiting for old ReplicaSet {} to scale down", rs.name));
             }
         }
     }
@@ -1371,45 +1120,23 @@ impl<'a> Planner<'a> {
         let Some(reference) = &self.observed.rollout.spec.workload_ref else {
             return;
         };
-        let Some(current) = self
-            .observed
-            .workload
-            .as_ref()
-            .and_then(|w| w.deployment_replicas)
-        else {
+        let Some(current) = self.observed.workload.as_ref().and_then(|w| w.deployment_replicas) else {
             return;
         };
-        let stable_available = self
-            .stable_hash()
-            .and_then(|h| self.rs_by_hash(h))
-            .map_or(0, |rs| rs.available);
+        let stable_available = self.stable_hash().and_then(|h| self.rs_by_hash(h)).map_or(0, |rs| rs.available);
         let serving = stable_available >= self.replicas;
         let target = match reference.scale_down.as_deref() {
             Some("onsuccess") if serving => 0,
             Some("progressively") if serving => 0,
             Some("progressively") => {
-                let available: i32 = self
-                    .observed
-                    .replica_sets
-                    .iter()
-                    .map(|rs| rs.available)
-                    .sum();
+                let available: i32 = self.observed.replica_sets.iter().map(|rs| rs.available).sum();
                 (self.replicas - available).max(0)
             }
             _ => return,
         };
         if target < current {
-            self.actions.push(Action::ScaleWorkload {
-                name: reference.name.clone(),
-                replicas: target,
-            });
-            self.event(
-                "ScalingWorkload",
-                format!(
-                    "Scaled Deployment {} from {current} to {target}",
-                    reference.name
-                ),
-            );
+            self.actions.push(Action::ScaleWorkload { name: reference.name.clone(), replicas: target });
+            self.event("ScalingWorkload", format!("Scaled Deployment {} from {current} to {target}", reference.name));
         }
     }
 
@@ -1426,29 +1153,20 @@ impl<'a> Planner<'a> {
             return;
         }
         // Availability is in flux while ReplicaSets are resized: restart once it settles.
-        if self.actions.iter().any(|a| {
-            matches!(
-                a,
-                Action::PatchReplicaSet {
-                    replicas: Some(_),
-                    ..
-                } | Action::CreateReplicaSet(_)
-            )
-        }) {
+        if self
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::PatchReplicaSet { replicas: Some(_), .. } | Action::CreateReplicaSet(_)))
+        {
             self.wait("rollout is restarting: waiting for scaling to finish");
             return;
         }
         let pods = &self.observed.pods;
-        let mut old: Vec<&PodView> = pods
-            .iter()
-            .filter(|p| !p.deleting && p.created.is_some_and(|c| c < restart_at))
-            .collect();
+        let mut old: Vec<&PodView> =
+            pods.iter().filter(|p| !p.deleting && p.created.is_some_and(|c| c < restart_at)).collect();
         if old.is_empty() {
             self.next.restarted_at = Some(Time(restart_at));
-            self.event(
-                "RolloutRestarted",
-                format!("Restarted all pods created before {restart_at}"),
-            );
+            self.event("RolloutRestarted", format!("Restarted all pods created before {restart_at}"));
             return;
         }
         old.sort_by_key(|p| p.created);
@@ -1457,26 +1175,16 @@ impl<'a> Planner<'a> {
             self.valid.canary.max_unavailable.as_ref(),
             self.replicas,
         );
-        let total_spec: i32 = self
-            .observed
-            .replica_sets
-            .iter()
-            .map(|rs| rs.spec_replicas)
-            .sum();
+        let total_spec: i32 = self.observed.replica_sets.iter().map(|rs| rs.spec_replicas).sum();
         let min_available = self.replicas.max(total_spec) - unavailable.max(1);
-        let available =
-            i32::try_from(pods.iter().filter(|p| p.available && !p.deleting).count()).unwrap_or(0);
+        let available = i32::try_from(pods.iter().filter(|p| p.available && !p.deleting).count()).unwrap_or(0);
         let budget = usize::try_from((available - min_available).max(0)).unwrap_or(0);
         let remaining = old.len();
         for pod in old.into_iter().take(budget) {
-            self.actions.push(Action::EvictPod {
-                name: pod.name.clone(),
-            });
+            self.actions.push(Action::EvictPod { name: pod.name.clone() });
         }
         self.requeue = Some(self.requeue.map_or(RESTART_RETRY, |r| r.min(RESTART_RETRY)));
-        self.wait(format!(
-            "rollout is restarting: {remaining} pods left to replace"
-        ));
+        self.wait(format!("rollout is restarting: {remaining} pods left to replace"));
     }
 
     /// Deletes the oldest scaled-down ReplicaSets beyond revisionHistoryLimit.
@@ -1486,9 +1194,7 @@ impl<'a> Planner<'a> {
             .rollout
             .spec
             .revision_history_limit
-            .map_or(DEFAULT_REVISION_HISTORY_LIMIT, |l| {
-                usize::try_from(l).unwrap_or(0)
-            });
+            .map_or(DEFAULT_REVISION_HISTORY_LIMIT, |l| usize::try_from(l).unwrap_or(0));
         let mut candidates: Vec<&ReplicaSetView> = self.others().filter(|rs| rs.owned).collect();
         if candidates.len() <= limit {
             return;
@@ -1501,9 +1207,7 @@ impl<'a> Planner<'a> {
                 && rs.status_current
                 && !self.sizes.contains_key(&rs.name)
             {
-                self.actions.push(Action::DeleteReplicaSet {
-                    name: rs.name.clone(),
-                });
+                self.actions.push(Action::DeleteReplicaSet { name: rs.name.clone() });
             }
         }
     }
@@ -1512,9 +1216,7 @@ impl<'a> Planner<'a> {
 
     fn write_status(&mut self) {
         let rs_list = &self.observed.replica_sets;
-        let sum = |f: fn(&ReplicaSetView) -> i32| {
-            rs_list.iter().filter(|rs| rs.owned).map(f).sum::<i32>()
-        };
+        let sum = |f: fn(&ReplicaSetView) -> i32| rs_list.iter().filter(|rs| rs.owned).map(f).sum::<i32>();
         let routed = self.routed();
         let next = &mut self.next;
         next.replicas = Some(sum(|rs| rs.status_replicas));
@@ -1524,22 +1226,14 @@ impl<'a> Planner<'a> {
         next.hpa_replicas = next.replicas;
         next.selector = Some(format_selector(&self.valid.selector));
         next.observed_generation = generation(&self.observed.rollout);
-        next.workload_observed_generation = self
-            .observed
-            .workload
-            .as_ref()
-            .and_then(|w| w.generation)
-            .map(|g| g.to_string());
+        next.workload_observed_generation =
+            self.observed.workload.as_ref().and_then(|w| w.generation).map(|g| g.to_string());
         if !routed {
             if let Some(canary) = next.canary.as_mut() {
                 canary.weights = None;
                 canary.traffic_changed_at = None;
             }
-            if next
-                .canary
-                .as_ref()
-                .is_some_and(|c| *c == CanaryStatus::default())
-            {
+            if next.canary.as_ref().is_some_and(|c| *c == CanaryStatus::default()) {
                 next.canary = None;
             }
         }
@@ -1558,56 +1252,28 @@ impl<'a> Planner<'a> {
             || b.current_step_index != n.current_step_index
             || b.stable_rs != n.stable_rs
             || b.current_pod_hash != n.current_pod_hash
-            || self
-                .actions
-                .iter()
-                .any(|a| !matches!(a, Action::AddFinalizer | Action::DefaultReplicas))
+            || self.actions.iter().any(|a| !matches!(a, Action::AddFinalizer | Action::DefaultReplicas))
     }
 
     fn healthy(&self) -> bool {
         let n = &self.next;
-        let all_updated =
-            n.updated_replicas == Some(self.replicas) && self.new_available() >= self.replicas;
+        let all_updated = n.updated_replicas == Some(self.replicas) && self.new_available() >= self.replicas;
         let old_gone = self.routed() || n.replicas == Some(self.replicas);
         let traffic_home = !self.routed()
             || self.observed_weights().iter().all(|w| *w == 0)
-                && self
-                    .actions
-                    .iter()
-                    .all(|a| !matches!(a, Action::SetVirtualServiceWeights { .. }));
-        self.promoted()
-            && all_updated
-            && old_gone
-            && traffic_home
-            && self.waiting.is_none()
-            && !self.paused_by_user()
+                && self.actions.iter().all(|a| !matches!(a, Action::SetVirtualServiceWeights { .. }));
+        self.promoted() && all_updated && old_gone && traffic_home && self.waiting.is_none() && !self.paused_by_user()
     }
 
     fn update_conditions(&mut self) {
         let now = self.now;
-        let new_name = self.new_rs.map_or_else(
-            || format!("{}-{}", self.name(), self.hash),
-            |rs| rs.name.clone(),
-        );
+        let new_name = self.new_rs.map_or_else(|| format!("{}-{}", self.name(), self.hash), |rs| rs.name.clone());
         let total_available = self.next.available_replicas.unwrap_or(0);
-        let paused = self.paused_by_user()
-            || !self
-                .next
-                .pause_conditions
-                .as_deref()
-                .unwrap_or_default()
-                .is_empty();
+        let paused = self.paused_by_user() || !self.next.pause_conditions.as_deref().unwrap_or_default().is_empty();
         let c = &mut self.conditions;
         cond::remove(c, cond::INVALID_SPEC);
         if total_available >= self.replicas {
-            cond::set(
-                c,
-                cond::AVAILABLE,
-                "True",
-                "AvailableReason",
-                "Rollout has minimum availability",
-                now,
-            );
+            cond::set(c, cond::AVAILABLE, "True", "AvailableReason", "Rollout has minimum availability", now);
         } else {
             cond::set(
                 c,
@@ -1619,38 +1285,15 @@ impl<'a> Planner<'a> {
             );
         }
         if paused {
-            cond::set(
-                c,
-                cond::PAUSED,
-                "True",
-                "RolloutPaused",
-                "Rollout is paused",
-                now,
-            );
+            cond::set(c, cond::PAUSED, "True", "RolloutPaused", "Rollout is paused", now);
         } else if cond::find(c, cond::PAUSED).is_some() {
-            cond::set(
-                c,
-                cond::PAUSED,
-                "False",
-                "RolloutPaused",
-                "Rollout is paused",
-                now,
-            );
+            cond::set(c, cond::PAUSED, "False", "RolloutPaused", "Rollout is paused", now);
         }
         let completed = self.next.stable_rs.as_deref() == Some(self.hash.as_str());
         let completed_status = if completed { "True" } else { "False" };
-        cond::set(
-            c,
-            cond::COMPLETED,
-            completed_status,
-            "RolloutCompleted",
-            "RolloutCompleted",
-            now,
-        );
+        cond::set(c, cond::COMPLETED, completed_status, "RolloutCompleted", "RolloutCompleted", now);
         match self.new_rs.and_then(|rs| rs.failure.clone()) {
-            Some((reason, message)) => {
-                cond::set(c, cond::REPLICA_FAILURE, "True", &reason, &message, now)
-            }
+            Some((reason, message)) => cond::set(c, cond::REPLICA_FAILURE, "True", &reason, &message, now),
             None => cond::remove(c, cond::REPLICA_FAILURE),
         }
 
@@ -1660,33 +1303,12 @@ impl<'a> Planner<'a> {
         let c = &mut self.conditions;
         if self.next.abort == Some(true) {
             let message = aborted_message;
-            cond::set(
-                c,
-                cond::PROGRESSING,
-                "False",
-                "RolloutAborted",
-                &message,
-                now,
-            );
+            cond::set(c, cond::PROGRESSING, "False", "RolloutAborted", &message, now);
         } else if paused {
-            cond::set(
-                c,
-                cond::PROGRESSING,
-                "Unknown",
-                "RolloutPaused",
-                "Rollout is paused",
-                now,
-            );
+            cond::set(c, cond::PROGRESSING, "Unknown", "RolloutPaused", "Rollout is paused", now);
         } else if healthy {
             let message = format!("ReplicaSet \"{new_name}\" has successfully progressed.");
-            cond::set(
-                c,
-                cond::PROGRESSING,
-                "True",
-                "NewReplicaSetAvailable",
-                &message,
-                now,
-            );
+            cond::set(c, cond::PROGRESSING, "True", "NewReplicaSetAvailable", &message, now);
         } else if self.created_rs {
             cond::touch(
                 c,
@@ -1713,23 +1335,9 @@ impl<'a> Planner<'a> {
         }
         let c = &mut self.conditions;
         if healthy {
-            cond::set(
-                c,
-                cond::HEALTHY,
-                "True",
-                "RolloutHealthy",
-                "Rollout is healthy",
-                now,
-            );
+            cond::set(c, cond::HEALTHY, "True", "RolloutHealthy", "Rollout is healthy", now);
         } else if cond::find(c, cond::HEALTHY).is_some() {
-            cond::set(
-                c,
-                cond::HEALTHY,
-                "False",
-                "RolloutHealthy",
-                "Rollout is not healthy",
-                now,
-            );
+            cond::set(c, cond::HEALTHY, "False", "RolloutHealthy", "Rollout is not healthy", now);
         }
     }
 
@@ -1746,35 +1354,21 @@ impl<'a> Planner<'a> {
         }
         let deadline = progressing.last_update_time.0
             + seconds(i64::from(
-                self.observed
-                    .rollout
-                    .spec
-                    .progress_deadline_seconds
-                    .unwrap_or(DEFAULT_PROGRESS_DEADLINE as i32),
+                self.observed.rollout.spec.progress_deadline_seconds.unwrap_or(DEFAULT_PROGRESS_DEADLINE as i32),
             ));
         if self.now < deadline {
             self.requeue_at(deadline);
             return;
         }
         let message = format!("ReplicaSet \"{new_name}\" has timed out progressing.");
-        cond::set(
-            &mut self.conditions,
-            cond::PROGRESSING,
-            "False",
-            "ProgressDeadlineExceeded",
-            &message,
-            self.now,
-        );
+        cond::set(&mut self.conditions, cond::PROGRESSING, "False", "ProgressDeadlineExceeded", &message, self.now);
         if self.observed.rollout.spec.progress_deadline_abort == Some(true) && !self.promoted() {
             self.next.abort = Some(true);
             self.next.aborted_at = Some(Time(self.now));
             self.events.push(Event {
                 warning: true,
                 reason: "RolloutAborted",
-                message: format!(
-                    "Rollout aborted update to revision {}: {message}",
-                    self.revision()
-                ),
+                message: format!("Rollout aborted update to revision {}: {message}", self.revision()),
             });
         }
     }
@@ -1789,31 +1383,15 @@ impl<'a> Planner<'a> {
             .as_ref()
             .map(|t| t.0)
             .is_some_and(|at| self.next.restarted_at.as_ref().map(|t| t.0) != Some(at));
-        let (phase, message) = if let Some(p) = progressing
-            .as_ref()
-            .filter(|p| p.reason == "RolloutAborted" || p.reason == "ProgressDeadlineExceeded")
+        let (phase, message) = if let Some(p) =
+            progressing.as_ref().filter(|p| p.reason == "RolloutAborted" || p.reason == "ProgressDeadlineExceeded")
         {
-            let pending = self
-                .waiting
-                .as_deref()
-                .map(|w| format!("; {w}"))
-                .unwrap_or_default();
-            (
-                "Degraded",
-                Some(format!("{}: {}{pending}", p.reason, p.message)),
-            )
+            let pending = self.waiting.as_deref().map(|w| format!("; {w}")).unwrap_or_default();
+            ("Degraded", Some(format!("{}: {}{pending}", p.reason, p.message)))
         } else if self.paused_by_user() {
             ("Paused", Some("manually paused".to_string()))
-        } else if let Some(pause) = self
-            .next
-            .pause_conditions
-            .as_deref()
-            .and_then(|p| p.first())
-        {
-            (
-                "Paused",
-                Some(self.waiting.clone().unwrap_or_else(|| pause.reason.clone())),
-            )
+        } else if let Some(pause) = self.next.pause_conditions.as_deref().and_then(|p| p.first()) {
+            ("Paused", Some(self.waiting.clone().unwrap_or_else(|| pause.reason.clone())))
         } else if let Some(waiting) = self.waiting.clone() {
             ("Progressing", Some(waiting))
         } else if restarting {
@@ -1844,11 +1422,7 @@ impl<'a> Planner<'a> {
 /// `app=web,tier=front`: the form the scale subresource reports.
 pub fn format_selector(selector: &LabelSelector) -> String {
     let labels = selector.match_labels.clone().unwrap_or_default();
-    labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
 /// The ReplicaSet for a pod template, owned by the Rollout.
@@ -1864,16 +1438,10 @@ fn new_replica_set(
     let name = rollout_name(rollout);
     let mut template = template.clone();
     let template_meta = template.metadata.get_or_insert_with(ObjectMeta::default);
-    template_meta
-        .labels
-        .get_or_insert_with(BTreeMap::new)
-        .insert(POD_TEMPLATE_HASH_LABEL.into(), hash.into());
+    template_meta.labels.get_or_insert_with(BTreeMap::new).insert(POD_TEMPLATE_HASH_LABEL.into(), hash.into());
     let labels = template_meta.labels.clone();
     let mut selector = selector.clone();
-    selector
-        .match_labels
-        .get_or_insert_with(BTreeMap::new)
-        .insert(POD_TEMPLATE_HASH_LABEL.into(), hash.into());
+    selector.match_labels.get_or_insert_with(BTreeMap::new).insert(POD_TEMPLATE_HASH_LABEL.into(), hash.into());
     // The Rollout's own annotations travel with the ReplicaSet, except bookkeeping ones.
     let skipped = [
         "kubectl.kubernetes.io/last-applied-configuration",
@@ -1890,10 +1458,7 @@ fn new_replica_set(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     annotations.insert(REVISION_ANNOTATION.into(), revision.to_string());
-    annotations.insert(
-        DESIRED_REPLICAS_ANNOTATION.into(),
-        rollout_replicas.to_string(),
-    );
+    annotations.insert(DESIRED_REPLICAS_ANNOTATION.into(), rollout_replicas.to_string());
     ReplicaSet {
         metadata: ObjectMeta {
             name: Some(format!("{name}-{hash}")),

@@ -40,9 +40,7 @@ pub struct PlanConfig {
 
 impl Default for PlanConfig {
     fn default() -> Self {
-        PlanConfig {
-            settle: Duration::from_secs(10),
-        }
+        PlanConfig { settle: Duration::from_secs(10) }
     }
 }
 

@@ -19,11 +19,7 @@ fn resolve(value: &IntOrString, replicas: i32, round_up: bool) -> i32 {
         IntOrString::String(text) => {
             let percent: i64 = text.trim_end_matches('%').parse().unwrap_or(0);
             let scaled = percent.max(0) * i64::from(replicas);
-            let count = if round_up {
-                (scaled + 99) / 100
-            } else {
-                scaled / 100
-            };
+            let count = if round_up { (scaled + 99) / 100 } else { scaled / 100 };
             i32::try_from(count).unwrap_or(i32::MAX)
         }
     }
@@ -31,11 +27,7 @@ fn resolve(value: &IntOrString, replicas: i32, round_up: bool) -> i32 {
 
 /// maxSurge and maxUnavailable as pod counts (defaults 25% each). When both come to zero,
 /// unavailability is 1 so the rollout can move; unavailability never exceeds `replicas`.
-pub fn fenceposts(
-    max_surge: Option<&IntOrString>,
-    max_unavailable: Option<&IntOrString>,
-    replicas: i32,
-) -> (i32, i32) {
+pub fn fenceposts(max_surge: Option<&IntOrString>, max_unavailable: Option<&IntOrString>, replicas: i32) -> (i32, i32) {
     let default = IntOrString::String("25%".into());
     let surge = resolve(max_surge.unwrap_or(&default), replicas, true);
     let mut unavailable = resolve(max_unavailable.unwrap_or(&default), replicas, false);
@@ -79,9 +71,8 @@ pub fn weighted_split(replicas: i32, weight: i32, surge: i32) -> (i32, i32) {
             candidates.push((canary_down, replicas + 1));
         }
     }
-    let distance = |(canary, total): (i32, i32)| {
-        (f64::from(canary) * 100.0 / f64::from(total) - f64::from(weight)).abs()
-    };
+    let distance =
+        |(canary, total): (i32, i32)| (f64::from(canary) * 100.0 / f64::from(total) - f64::from(weight)).abs();
     let best = candidates
         .into_iter()
         .fold(None, |best: Option<(i32, i32)>, candidate| match best {
@@ -110,15 +101,7 @@ pub struct BasicCanary {
 /// Pods this reconcile may give the canary and stable ReplicaSets on the way to `weight`, never
 /// exceeding replicas+surge in total and never taking availability below replicas-unavailable.
 pub fn basic_canary(input: BasicCanary) -> (i32, i32) {
-    let BasicCanary {
-        replicas,
-        weight,
-        surge,
-        unavailable,
-        canary,
-        stable,
-        others_spec,
-    } = input;
+    let BasicCanary { replicas, weight, surge, unavailable, canary, stable, others_spec } = input;
     let canary_now = canary.unwrap_or_default();
     let Some(stable_now) = stable else {
         // Nothing to split with: the canary is the whole rollout.
@@ -149,11 +132,7 @@ pub fn basic_canary(input: BasicCanary) -> (i32, i32) {
     // The side we shrink is counted by its desired pods (its availability may never come);
     // the side we keep is counted by what is actually available.
     let counted = |rs: Scale, shrinking: bool| {
-        if rs.spec < rs.available || shrinking {
-            rs.spec
-        } else {
-            rs.available
-        }
+        if rs.spec < rs.available || shrinking { rs.spec } else { rs.available }
     };
     let countable = counted(canary_now, !canary_growing) + counted(stable_now, canary_growing);
     if countable <= min_available {
@@ -164,27 +143,14 @@ pub fn basic_canary(input: BasicCanary) -> (i32, i32) {
         if stable_now.spec > want_stable {
             stable_count = want_stable.max(stable_now.spec - shrinkable);
         }
-        let (stable_count, canary_count) = keep_within_limits(
-            stable_now,
-            canary_now,
-            stable_count,
-            canary_count,
-            max_total,
-            min_available,
-        );
+        let (stable_count, canary_count) =
+            keep_within_limits(stable_now, canary_now, stable_count, canary_count, max_total, min_available);
         (canary_count, stable_count)
     } else {
         if canary_now.spec > want_canary {
             canary_count = want_canary.max(canary_now.spec - shrinkable);
         }
-        keep_within_limits(
-            canary_now,
-            stable_now,
-            canary_count,
-            stable_count,
-            max_total,
-            min_available,
-        )
+        keep_within_limits(canary_now, stable_now, canary_count, stable_count, max_total, min_available)
     }
 }
 
@@ -246,8 +212,7 @@ pub fn routed_canary(input: RoutedCanary) -> (i32, i32) {
         Some(min) if count > 0 => count.max(min.min(replicas)),
         _ => count,
     };
-    let mut canary =
-        explicit_canary.unwrap_or_else(|| at_least_min(weight_to_replicas(replicas, weight)));
+    let mut canary = explicit_canary.unwrap_or_else(|| at_least_min(weight_to_replicas(replicas, weight)));
     if !dynamic_stable_scale {
         return (canary, replicas);
     }
@@ -275,25 +240,10 @@ mod tests {
     fn fenceposts_follow_upstream_rounding() {
         assert_eq!(fenceposts(None, None, 4), (1, 1));
         assert_eq!(fenceposts(None, None, 10), (3, 2));
-        assert_eq!(
-            fenceposts(Some(&pct("20")), Some(&pct("20%")), 10),
-            (2, 2),
-            "a string without % is a percentage"
-        );
-        assert_eq!(
-            fenceposts(Some(&IntOrString::Int(0)), Some(&IntOrString::Int(0)), 5),
-            (0, 1)
-        );
-        assert_eq!(
-            fenceposts(Some(&IntOrString::Int(0)), Some(&pct("10%")), 3),
-            (0, 1),
-            "both resolve to zero"
-        );
-        assert_eq!(
-            fenceposts(None, Some(&IntOrString::Int(9)), 4),
-            (1, 4),
-            "capped at replicas"
-        );
+        assert_eq!(fenceposts(Some(&pct("20")), Some(&pct("20%")), 10), (2, 2), "a string without % is a percentage");
+        assert_eq!(fenceposts(Some(&IntOrString::Int(0)), Some(&IntOrString::Int(0)), 5), (0, 1));
+        assert_eq!(fenceposts(Some(&IntOrString::Int(0)), Some(&pct("10%")), 3), (0, 1), "both resolve to zero");
+        assert_eq!(fenceposts(None, Some(&IntOrString::Int(9)), 4), (1, 4), "capped at replicas");
     }
 
     #[test]
@@ -307,16 +257,8 @@ mod tests {
         assert_eq!(weighted_split(4, 100, 1), (4, 0));
         assert_eq!(weighted_split(4, 0, 1), (0, 4));
         assert_eq!(weighted_split(0, 50, 1), (0, 0));
-        assert_eq!(
-            weighted_split(10, 5, 0),
-            (1, 9),
-            "never zero canary for 1..=99"
-        );
-        assert_eq!(
-            weighted_split(10, 5, 1),
-            (1, 10),
-            "one surge pod gets closer to 5%"
-        );
+        assert_eq!(weighted_split(10, 5, 0), (1, 9), "never zero canary for 1..=99");
+        assert_eq!(weighted_split(10, 5, 1), (1, 10), "one surge pod gets closer to 5%");
     }
 
     fn basic(
@@ -332,14 +274,8 @@ mod tests {
             weight,
             surge,
             unavailable,
-            canary: Some(Scale {
-                spec: canary.0,
-                available: canary.1,
-            }),
-            stable: Some(Scale {
-                spec: stable.0,
-                available: stable.1,
-            }),
+            canary: Some(Scale { spec: canary.0, available: canary.1 }),
+            stable: Some(Scale { spec: stable.0, available: stable.1 }),
             others_spec: 0,
         })
     }
@@ -389,85 +325,34 @@ mod tests {
         };
         assert_eq!(routed_canary(input), (1, 5));
         assert_eq!(routed_canary(RoutedCanary { weight: 0, ..input }), (0, 5));
+        assert_eq!(routed_canary(RoutedCanary { min_pods_per_replica_set: Some(2), ..input }), (2, 5));
         assert_eq!(
-            routed_canary(RoutedCanary {
-                min_pods_per_replica_set: Some(2),
-                ..input
-            }),
-            (2, 5)
-        );
-        assert_eq!(
-            routed_canary(RoutedCanary {
-                min_pods_per_replica_set: Some(9),
-                ..input
-            }),
+            routed_canary(RoutedCanary { min_pods_per_replica_set: Some(9), ..input }),
             (5, 5),
             "capped at replicas"
         );
-        assert_eq!(
-            routed_canary(RoutedCanary {
-                explicit_canary: Some(2),
-                weight: 0,
-                ..input
-            }),
-            (2, 5)
-        );
-        let dynamic = RoutedCanary {
-            dynamic_stable_scale: true,
-            weight: 60,
-            ..input
-        };
+        assert_eq!(routed_canary(RoutedCanary { explicit_canary: Some(2), weight: 0, ..input }), (2, 5));
+        let dynamic = RoutedCanary { dynamic_stable_scale: true, weight: 60, ..input };
         assert_eq!(routed_canary(dynamic), (3, 2));
         assert_eq!(
-            routed_canary(RoutedCanary {
-                actual_weights: Some((10, 90)),
-                ..dynamic
-            }),
+            routed_canary(RoutedCanary { actual_weights: Some((10, 90)), ..dynamic }),
             (3, 5),
             "stable waits for traffic"
         );
-        let aborting = RoutedCanary {
-            weight: 0,
-            aborted: true,
-            actual_weights: Some((60, 40)),
-            ..dynamic
-        };
-        assert_eq!(
-            routed_canary(aborting),
-            (3, 5),
-            "canary waits for traffic on abort"
-        );
+        let aborting = RoutedCanary { weight: 0, aborted: true, actual_weights: Some((60, 40)), ..dynamic };
+        assert_eq!(routed_canary(aborting), (3, 5), "canary waits for traffic on abort");
     }
 
     /// Random basic-canary situations: replicas, weight, surge, unavailable, canary and stable.
     fn basic_situation() -> impl Strategy<Value = (i32, i32, i32, i32, Scale, Scale)> {
-        (
-            1..30i32,
-            0..=100i32,
-            0..6i32,
-            0..6i32,
-            0..35i32,
-            0..35i32,
-            any::<(u8, u8)>(),
+        (1..30i32, 0..=100i32, 0..6i32, 0..6i32, 0..35i32, 0..35i32, any::<(u8, u8)>()).prop_map(
+            |(replicas, weight, surge, unavailable, canary_spec, stable_spec, (a, b))| {
+                let unavailable = if surge == 0 && unavailable == 0 { 1 } else { unavailable.min(replicas) };
+                let canary = Scale { spec: canary_spec, available: i32::from(a) % (canary_spec + 1) };
+                let stable = Scale { spec: stable_spec, available: i32::from(b) % (stable_spec + 1) };
+                (replicas, weight, surge, unavailable, canary, stable)
+            },
         )
-            .prop_map(
-                |(replicas, weight, surge, unavailable, canary_spec, stable_spec, (a, b))| {
-                    let unavailable = if surge == 0 && unavailable == 0 {
-                        1
-                    } else {
-                        unavailable.min(replicas)
-                    };
-                    let canary = Scale {
-                        spec: canary_spec,
-                        available: i32::from(a) % (canary_spec + 1),
-                    };
-                    let stable = Scale {
-                        spec: stable_spec,
-                        available: i32::from(b) % (stable_spec + 1),
-                    };
-                    (replicas, weight, surge, unavailable, canary, stable)
-                },
-            )
     }
 
     proptest! {

@@ -20,21 +20,14 @@ pub fn set_weight_before(steps: &[CanaryStep], index: usize) -> i32 {
 }
 
 fn set_weight_through(steps: &[CanaryStep], end: usize) -> i32 {
-    steps[..end]
-        .iter()
-        .rev()
-        .find_map(|step| step.set_weight)
-        .unwrap_or(0)
+    steps[..end].iter().rev().find_map(|step| step.set_weight).unwrap_or(0)
 }
 
 /// The `setCanaryScale` in force at `index`: the most recent one at or before it, unless that one
 /// hands the canary's size back to the traffic weight (`matchTrafficWeight`).
 pub fn canary_scale_at(steps: &[CanaryStep], index: usize) -> Option<&SetCanaryScale> {
     let end = (index + 1).min(steps.len());
-    let scale = steps[..end]
-        .iter()
-        .rev()
-        .find_map(|step| step.set_canary_scale.as_ref())?;
+    let scale = steps[..end].iter().rev().find_map(|step| step.set_canary_scale.as_ref())?;
     (!scale.match_traffic_weight.unwrap_or(false)).then_some(scale)
 }
 
@@ -57,14 +50,10 @@ fn parse_duration_text(text: &str) -> Option<Duration> {
     let mut total = 0f64;
     let mut rest = text;
     while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         let (number, after) = rest.split_at(number_len);
         let number: f64 = number.parse().ok()?;
-        let unit_len = after
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after.len());
+        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
         let (unit, after) = after.split_at(unit_len);
         let unit_seconds = match unit {
             "ns" => 1e-9,
@@ -110,16 +99,10 @@ mod tests {
     use crate::api::RolloutPause;
 
     fn weight(w: i32) -> CanaryStep {
-        CanaryStep {
-            set_weight: Some(w),
-            ..Default::default()
-        }
+        CanaryStep { set_weight: Some(w), ..Default::default() }
     }
     fn pause() -> CanaryStep {
-        CanaryStep {
-            pause: Some(RolloutPause::default()),
-            ..Default::default()
-        }
+        CanaryStep { pause: Some(RolloutPause::default()), ..Default::default() }
     }
     fn scale(replicas: Option<i32>, matches: bool) -> CanaryStep {
         CanaryStep {
@@ -147,12 +130,7 @@ mod tests {
 
     #[test]
     fn set_canary_scale_holds_until_match_traffic_weight() {
-        let steps = [
-            scale(Some(2), false),
-            pause(),
-            scale(None, true),
-            weight(10),
-        ];
+        let steps = [scale(Some(2), false), pause(), scale(None, true), weight(10)];
         assert_eq!(canary_scale_at(&steps, 0).and_then(|s| s.replicas), Some(2));
         assert_eq!(canary_scale_at(&steps, 1).and_then(|s| s.replicas), Some(2));
         assert!(canary_scale_at(&steps, 2).is_none());
@@ -163,10 +141,7 @@ mod tests {
     #[test]
     fn durations_parse_like_go() {
         let secs = |s: &str| parse_duration(&IntOrString::String(s.into())).map(|d| d.as_secs());
-        assert_eq!(
-            parse_duration(&IntOrString::Int(10)),
-            Some(Duration::from_secs(10))
-        );
+        assert_eq!(parse_duration(&IntOrString::Int(10)), Some(Duration::from_secs(10)));
         assert_eq!(parse_duration(&IntOrString::Int(-1)), None);
         assert_eq!(secs("30"), Some(30));
         assert_eq!(secs("30s"), Some(30));
@@ -184,19 +159,11 @@ mod tests {
         assert_eq!(describe_step(&weight(10)), "setWeight: 10");
         assert_eq!(describe_step(&pause()), "pause");
         let timed = CanaryStep {
-            pause: Some(RolloutPause {
-                duration: Some(IntOrString::String("10s".into())),
-            }),
+            pause: Some(RolloutPause { duration: Some(IntOrString::String("10s".into())) }),
             ..Default::default()
         };
         assert_eq!(describe_step(&timed), "pause: 10s");
-        assert_eq!(
-            describe_step(&scale(Some(3), false)),
-            "setCanaryScale{replicas: 3}"
-        );
-        assert_eq!(
-            describe_step(&scale(None, true)),
-            "setCanaryScale{matchTrafficWeight: true}"
-        );
+        assert_eq!(describe_step(&scale(Some(3), false)), "setCanaryScale{replicas: 3}");
+        assert_eq!(describe_step(&scale(None, true)), "setCanaryScale{matchTrafficWeight: true}");
     }
 }

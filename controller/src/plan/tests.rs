@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::api::{
-    CanaryStep, CanaryStrategy, IstioTrafficRouting, IstioVirtualService, RolloutPause,
-    RolloutSpec, RolloutStrategy, SetCanaryScale, TrafficRouting, WorkloadRef,
+    CanaryStep, CanaryStrategy, IstioTrafficRouting, IstioVirtualService, RolloutPause, RolloutSpec, RolloutStrategy,
+    SetCanaryScale, TrafficRouting, WorkloadRef,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use proptest::prelude::*;
@@ -25,19 +25,11 @@ fn template(image: &str) -> PodTemplateSpec {
 }
 
 pub(super) fn set_weight(weight: i32) -> CanaryStep {
-    CanaryStep {
-        set_weight: Some(weight),
-        ..Default::default()
-    }
+    CanaryStep { set_weight: Some(weight), ..Default::default() }
 }
 
 pub(super) fn pause(seconds: Option<i32>) -> CanaryStep {
-    CanaryStep {
-        pause: Some(RolloutPause {
-            duration: seconds.map(IntOrString::Int),
-        }),
-        ..Default::default()
-    }
+    CanaryStep { pause: Some(RolloutPause { duration: seconds.map(IntOrString::Int) }), ..Default::default() }
 }
 
 fn canary_scale(replicas: Option<i32>, match_traffic: bool) -> CanaryStep {
@@ -62,10 +54,7 @@ fn rollout(replicas: i32, steps: Vec<CanaryStep>) -> Rollout {
             }),
             template: Some(template("v1")),
             strategy: RolloutStrategy {
-                canary: Some(CanaryStrategy {
-                    steps: Some(steps),
-                    ..Default::default()
-                }),
+                canary: Some(CanaryStrategy { steps: Some(steps), ..Default::default() }),
                 ..Default::default()
             },
             ..Default::default()
@@ -97,11 +86,7 @@ fn with_istio(mut rollout: Rollout) -> Rollout {
 }
 
 fn service(name: &str) -> ServiceView {
-    ServiceView {
-        name: name.into(),
-        selector: [("app".into(), "web".into())].into(),
-        managed_by: None,
-    }
+    ServiceView { name: name.into(), selector: [("app".into(), "web".into())].into(), managed_by: None }
 }
 
 fn virtual_service() -> VirtualServiceView {
@@ -116,12 +101,7 @@ fn virtual_service() -> VirtualServiceView {
 }
 
 fn observed(rollout: Rollout) -> Observed {
-    let routed = rollout
-        .spec
-        .strategy
-        .canary
-        .as_ref()
-        .is_some_and(|c| c.traffic_routing.is_some());
+    let routed = rollout.spec.strategy.canary.as_ref().is_some_and(|c| c.traffic_routing.is_some());
     let mut observed = Observed {
         rollout,
         workload: None,
@@ -130,19 +110,13 @@ fn observed(rollout: Rollout) -> Observed {
         virtual_services: Some(BTreeMap::new()),
         pods: Vec::new(),
         now: t(0),
-        config: PlanConfig {
-            settle: Duration::from_secs(2),
-        },
+        config: PlanConfig { settle: Duration::from_secs(2) },
     };
     if routed {
         for name in ["web-stable", "web-canary"] {
             observed.services.insert(name.into(), service(name));
         }
-        observed
-            .virtual_services
-            .as_mut()
-            .unwrap()
-            .insert((NAMESPACE.into(), "web".into()), virtual_service());
+        observed.virtual_services.as_mut().unwrap().insert((NAMESPACE.into(), "web".into()), virtual_service());
     }
     observed
 }
@@ -157,11 +131,7 @@ pub(super) struct Sim {
 
 impl Sim {
     pub fn new(observed: Observed) -> Self {
-        Sim {
-            observed,
-            ready: true,
-            plans: Vec::new(),
-        }
+        Sim { observed, ready: true, plans: Vec::new() }
     }
 
     pub fn status(&self) -> RolloutStatus {
@@ -187,15 +157,12 @@ impl Sim {
             self.apply(&plan);
             self.plans.push(plan);
         }
-        panic!(
-            "no fixed point after 60 reconciles; last status: {:#?}",
-            self.status()
-        );
+        panic!("no fixed point after 60 reconciles; last status: {:#?}", self.status());
     }
 
     /// Moves the clock forward and settles.
     pub fn wait(&mut self, seconds: i64) {
-        self.observed.now = self.observed.now + SignedDuration::from_secs(seconds);
+        self.observed.now += SignedDuration::from_secs(seconds);
         self.settle();
     }
 
@@ -208,16 +175,13 @@ impl Sim {
         for action in &plan.actions {
             match action {
                 Action::CreateReplicaSet(rs) => {
-                    let hash =
-                        rs.metadata.labels.as_ref().unwrap()[POD_TEMPLATE_HASH_LABEL].clone();
+                    let hash = rs.metadata.labels.as_ref().unwrap()[POD_TEMPLATE_HASH_LABEL].clone();
                     let annotations = rs.metadata.annotations.clone().unwrap_or_default();
                     self.observed.replica_sets.push(ReplicaSetView {
                         name: rs.metadata.name.clone().unwrap(),
                         hash,
                         owned: true,
-                        revision: annotations
-                            .get(REVISION_ANNOTATION)
-                            .and_then(|r| r.parse().ok()),
+                        revision: annotations.get(REVISION_ANNOTATION).and_then(|r| r.parse().ok()),
                         spec_replicas: rs.spec.as_ref().unwrap().replicas.unwrap(),
                         desired_replicas_annotation: annotations
                             .get(DESIRED_REPLICAS_ANNOTATION)
@@ -227,17 +191,9 @@ impl Sim {
                         ..Default::default()
                     });
                 }
-                Action::PatchReplicaSet {
-                    name,
-                    replicas,
-                    annotations,
-                } => {
-                    let rs = self
-                        .observed
-                        .replica_sets
-                        .iter_mut()
-                        .find(|rs| &rs.name == name)
-                        .expect("patched RS exists");
+                Action::PatchReplicaSet { name, replicas, annotations } => {
+                    let rs =
+                        self.observed.replica_sets.iter_mut().find(|rs| &rs.name == name).expect("patched RS exists");
                     if let Some(replicas) = replicas {
                         assert!(*replicas >= 0, "negative replicas for {name}");
                         rs.spec_replicas = *replicas;
@@ -245,34 +201,24 @@ impl Sim {
                     for (key, value) in annotations {
                         match key.as_str() {
                             DESIRED_REPLICAS_ANNOTATION => {
-                                rs.desired_replicas_annotation =
-                                    value.as_ref().map(|v| v.parse().unwrap())
+                                rs.desired_replicas_annotation = value.as_ref().map(|v| v.parse().unwrap())
                             }
                             SCALE_DOWN_DEADLINE_ANNOTATION => {
                                 rs.scale_down_deadline = value.as_ref().map(|v| v.parse().unwrap())
                             }
-                            REVISION_ANNOTATION => {
-                                rs.revision = value.as_ref().map(|v| v.parse().unwrap())
-                            }
+                            REVISION_ANNOTATION => rs.revision = value.as_ref().map(|v| v.parse().unwrap()),
                             REVISION_HISTORY_ANNOTATION => rs.revision_history = value.clone(),
                             _ => {}
                         }
                     }
                 }
-                Action::DeleteReplicaSet { name } => {
-                    self.observed.replica_sets.retain(|rs| &rs.name != name)
-                }
+                Action::DeleteReplicaSet { name } => self.observed.replica_sets.retain(|rs| &rs.name != name),
                 Action::SetServiceSelector { service, hash } => {
                     let rollout = self.observed.rollout.metadata.name.clone();
-                    let svc = self
-                        .observed
-                        .services
-                        .get_mut(service)
-                        .expect("service exists");
+                    let svc = self.observed.services.get_mut(service).expect("service exists");
                     match hash {
                         Some(hash) => {
-                            svc.selector
-                                .insert(POD_TEMPLATE_HASH_LABEL.into(), hash.clone());
+                            svc.selector.insert(POD_TEMPLATE_HASH_LABEL.into(), hash.clone());
                             svc.managed_by = rollout;
                         }
                         None => {
@@ -281,12 +227,7 @@ impl Sim {
                         }
                     }
                 }
-                Action::SetVirtualServiceWeights {
-                    namespace,
-                    name,
-                    patch,
-                    ..
-                } => {
+                Action::SetVirtualServiceWeights { namespace, name, patch, .. } => {
                     let vs = self
                         .observed
                         .virtual_services
@@ -305,21 +246,14 @@ impl Sim {
                     workload.deployment_replicas = Some(*replicas);
                     workload.deployment_available = *replicas;
                 }
-                Action::AddFinalizer => self
-                    .observed
-                    .rollout
-                    .metadata
-                    .finalizers
-                    .get_or_insert_with(Vec::new)
-                    .push(FINALIZER.into()),
+                Action::AddFinalizer => {
+                    self.observed.rollout.metadata.finalizers.get_or_insert_with(Vec::new).push(FINALIZER.into())
+                }
                 Action::RemoveFinalizer => self.observed.rollout.metadata.finalizers = None,
                 Action::DefaultReplicas => self.observed.rollout.spec.replicas = Some(1),
-                Action::AdoptReplicaSet { name } => self
-                    .observed
-                    .replica_sets
-                    .iter_mut()
-                    .filter(|rs| &rs.name == name)
-                    .for_each(|rs| rs.owned = true),
+                Action::AdoptReplicaSet { name } => {
+                    self.observed.replica_sets.iter_mut().filter(|rs| &rs.name == name).for_each(|rs| rs.owned = true)
+                }
                 Action::AnnotateRevision { .. } | Action::EvictPod { .. } => {}
             }
         }
@@ -343,8 +277,7 @@ impl Sim {
 
     pub fn update_template(&mut self, image: &str) {
         self.observed.rollout.spec.template = Some(template(image));
-        self.observed.rollout.metadata.generation =
-            self.observed.rollout.metadata.generation.map(|g| g + 1);
+        self.observed.rollout.metadata.generation = self.observed.rollout.metadata.generation.map(|g| g + 1);
     }
 
     pub fn set_status(&mut self, edit: impl FnOnce(&mut RolloutStatus)) {
@@ -354,27 +287,17 @@ impl Sim {
     }
 
     pub fn vs_weights(&self) -> (i64, i64) {
-        let vs = &self.observed.virtual_services.as_ref().unwrap()
-            [&(NAMESPACE.to_string(), "web".to_string())];
+        let vs = &self.observed.virtual_services.as_ref().unwrap()[&(NAMESPACE.to_string(), "web".to_string())];
         let route = &vs.spec["http"][0]["route"];
-        (
-            route[0]["weight"].as_i64().unwrap(),
-            route[1]["weight"].as_i64().unwrap(),
-        )
+        (route[0]["weight"].as_i64().unwrap(), route[1]["weight"].as_i64().unwrap())
     }
 
     pub fn selector(&self, service: &str) -> Option<String> {
-        self.observed.services[service]
-            .selector
-            .get(POD_TEMPLATE_HASH_LABEL)
-            .cloned()
+        self.observed.services[service].selector.get(POD_TEMPLATE_HASH_LABEL).cloned()
     }
 
     pub fn events(&self) -> Vec<&'static str> {
-        self.plans
-            .iter()
-            .flat_map(|p| p.events.iter().map(|e| e.reason))
-            .collect()
+        self.plans.iter().flat_map(|p| p.events.iter().map(|e| e.reason)).collect()
     }
 }
 
@@ -394,14 +317,7 @@ fn initial_deploy_is_stable_at_once_and_healthy() {
         matches!(&first.actions[..], [Action::CreateReplicaSet(rs), Action::AnnotateRevision { revision: 1 }] if rs.spec.as_ref().unwrap().replicas == Some(4)),
         "{first:#?}"
     );
-    assert!(
-        first
-            .events
-            .iter()
-            .any(|e| e.message.ends_with("Initial deploy")),
-        "{:?}",
-        first.events
-    );
+    assert!(first.events.iter().any(|e| e.message.ends_with("Initial deploy")), "{:?}", first.events);
     sim.settle();
     let status = sim.status();
     let v1 = hash_of("v1");
@@ -411,15 +327,8 @@ fn initial_deploy_is_stable_at_once_and_healthy() {
     assert_eq!(status.hpa_replicas, Some(4));
     assert_eq!(status.selector.as_deref(), Some("app=web"));
     assert_eq!(status.observed_generation.as_deref(), Some("1"));
-    let condition = |type_: &str| {
-        status
-            .conditions
-            .as_ref()
-            .unwrap()
-            .iter()
-            .find(|c| c.type_ == type_)
-            .map(|c| c.status.clone())
-    };
+    let condition =
+        |type_: &str| status.conditions.as_ref().unwrap().iter().find(|c| c.type_ == type_).map(|c| c.status.clone());
     assert_eq!(condition("Healthy").as_deref(), Some("True"));
     assert_eq!(condition("Completed").as_deref(), Some("True"));
     assert_eq!(condition("Available").as_deref(), Some("True"));
@@ -433,12 +342,7 @@ fn healthy_basic(steps: Vec<CanaryStep>) -> Sim {
 
 #[test]
 fn basic_canary_walks_its_steps() {
-    let mut sim = healthy_basic(vec![
-        set_weight(25),
-        pause(None),
-        set_weight(50),
-        pause(Some(5)),
-    ]);
+    let mut sim = healthy_basic(vec![set_weight(25), pause(None), set_weight(50), pause(Some(5))]);
     let (v1, v2) = (hash_of("v1"), hash_of("v2"));
     sim.update_template("v2");
     sim.settle();
@@ -446,46 +350,22 @@ fn basic_canary_walks_its_steps() {
     assert_eq!(sim.status().current_step_index, Some(1));
     assert_eq!(sim.rs(&v2).unwrap().spec_replicas, 1);
     assert_eq!(sim.rs(&v1).unwrap().spec_replicas, 3);
-    assert!(
-        sim.status().message.unwrap().contains("until promoted"),
-        "{:?}",
-        sim.status().message
-    );
+    assert!(sim.status().message.unwrap().contains("paused until promoted"), "{:?}", sim.status().message);
 
     // Promote the way the plugin does: clear the pause conditions.
     sim.set_status(|s| s.pause_conditions = None);
     sim.settle();
     assert_eq!(sim.status().current_step_index, Some(3));
-    assert_eq!(
-        (
-            sim.rs(&v2).unwrap().spec_replicas,
-            sim.rs(&v1).unwrap().spec_replicas
-        ),
-        (2, 2)
-    );
+    assert_eq!((sim.rs(&v2).unwrap().spec_replicas, sim.rs(&v1).unwrap().spec_replicas), (2, 2));
     assert_eq!(phase(&sim), "Paused");
 
     sim.wait(4);
-    assert_eq!(
-        sim.status().current_step_index,
-        Some(3),
-        "5 s have not passed"
-    );
+    assert_eq!(sim.status().current_step_index, Some(3), "5 s have not passed");
     let plan = plan(&sim.observed);
-    assert_eq!(
-        plan.requeue_after,
-        Some(Duration::from_secs(1)),
-        "requeued exactly at the pause's expiry"
-    );
+    assert_eq!(plan.requeue_after, Some(Duration::from_secs(1)), "requeued exactly at the pause's expiry");
     sim.wait(1);
     assert_eq!(sim.status().stable_rs.as_deref(), Some(v2.as_str()));
-    assert_eq!(
-        (
-            sim.rs(&v2).unwrap().spec_replicas,
-            sim.rs(&v1).unwrap().spec_replicas
-        ),
-        (4, 0)
-    );
+    assert_eq!((sim.rs(&v2).unwrap().spec_replicas, sim.rs(&v1).unwrap().spec_replicas), (4, 0));
     assert_eq!(phase(&sim), "Healthy");
     assert_eq!(sim.status().current_step_index, Some(4));
 }
@@ -499,19 +379,8 @@ fn abort_returns_to_stable_and_retry_starts_over() {
     sim.set_status(|s| s.abort = Some(true));
     sim.settle();
     assert_eq!(phase(&sim), "Degraded");
-    assert!(
-        sim.status()
-            .message
-            .unwrap()
-            .starts_with("RolloutAborted: Rollout aborted update to revision 2")
-    );
-    assert_eq!(
-        (
-            sim.rs(&v2).unwrap().spec_replicas,
-            sim.rs(&v1).unwrap().spec_replicas
-        ),
-        (0, 4)
-    );
+    assert!(sim.status().message.unwrap().starts_with("RolloutAborted: Rollout aborted update to revision 2"));
+    assert_eq!((sim.rs(&v2).unwrap().spec_replicas, sim.rs(&v1).unwrap().spec_replicas), (0, 4));
     assert!(sim.events().contains(&"RolloutAborted"));
 
     sim.set_status(|s| s.abort = Some(false));
@@ -545,12 +414,7 @@ fn template_back_to_stable_is_a_fast_rollback() {
 
 #[test]
 fn promote_full_skips_the_remaining_steps() {
-    let mut sim = healthy_basic(vec![
-        set_weight(25),
-        pause(None),
-        set_weight(50),
-        pause(None),
-    ]);
+    let mut sim = healthy_basic(vec![set_weight(25), pause(None), set_weight(50), pause(None)]);
     sim.update_template("v2");
     sim.settle();
     sim.set_status(|s| s.promote_full = Some(true));
@@ -568,21 +432,11 @@ fn manual_pause_freezes_steps_but_not_scaling() {
     sim.observed.rollout.spec.paused = Some(true);
     sim.wait(30);
     assert_eq!(phase(&sim), "Paused");
-    assert_eq!(
-        sim.status().current_step_index,
-        Some(1),
-        "the timed pause does not end while paused"
-    );
+    assert_eq!(sim.status().current_step_index, Some(1), "the timed pause does not end while paused");
     // An HPA raises replicas: the pods are re-split at the same weight.
     sim.observed.rollout.spec.replicas = Some(8);
     sim.settle();
-    assert_eq!(
-        (
-            sim.rs(&hash_of("v2")).unwrap().spec_replicas,
-            sim.rs(&hash_of("v1")).unwrap().spec_replicas
-        ),
-        (2, 6)
-    );
+    assert_eq!((sim.rs(&hash_of("v2")).unwrap().spec_replicas, sim.rs(&hash_of("v1")).unwrap().spec_replicas), (2, 6));
     assert_eq!(sim.status().current_step_index, Some(1));
 }
 
@@ -601,37 +455,22 @@ fn a_paused_rollout_starts_no_new_revision() {
 
 #[test]
 fn steps_edit_restarts_at_step_zero() {
-    let mut sim = healthy_basic(vec![
-        set_weight(25),
-        pause(None),
-        set_weight(50),
-        pause(None),
-    ]);
+    let mut sim = healthy_basic(vec![set_weight(25), pause(None), set_weight(50), pause(None)]);
     sim.update_template("v2");
     sim.settle();
     sim.set_status(|s| s.pause_conditions = None);
     sim.settle();
     assert_eq!(sim.status().current_step_index, Some(3));
-    sim.observed
-        .rollout
-        .spec
-        .strategy
-        .canary
-        .as_mut()
-        .unwrap()
-        .steps = Some(vec![
-        set_weight(10),
-        pause(None),
-        set_weight(50),
-        pause(None),
-    ]);
+    sim.observed.rollout.spec.strategy.canary.as_mut().unwrap().steps =
+        Some(vec![set_weight(10), pause(None), set_weight(50), pause(None)]);
     sim.settle();
     assert_eq!(sim.status().current_step_index, Some(1));
 }
 
 #[test]
 fn invalid_specs_are_reported_and_nothing_is_written() {
-    let cases: Vec<(Box<dyn Fn(&mut Rollout)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut Rollout)>;
+    let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(|r| r.spec.strategy.blue_green = Some(json!({}))),
             "spec.strategy.blueGreen is not supported by this controller yet",
@@ -646,39 +485,26 @@ fn invalid_specs_are_reported_and_nothing_is_written() {
                     .steps
                     .as_mut()
                     .unwrap()
-                    .push(CanaryStep {
-                        experiment: Some(json!({})),
-                        ..Default::default()
-                    })
+                    .push(CanaryStep { experiment: Some(json!({})), ..Default::default() })
             }),
             "spec.strategy.canary.steps[2].experiment is not supported",
         ),
         (
             Box::new(|r| {
-                r.spec.workload_ref = Some(WorkloadRef {
-                    kind: "Deployment".into(),
-                    name: "web".into(),
-                    ..Default::default()
-                })
+                r.spec.workload_ref =
+                    Some(WorkloadRef { kind: "Deployment".into(), name: "web".into(), ..Default::default() })
             }),
             "spec.template must be empty when spec.workloadRef is set",
         ),
-        (
-            Box::new(|r| r.spec.selector = None),
-            "spec.selector is required",
-        ),
+        (Box::new(|r| r.spec.selector = None), "spec.selector is required"),
         (
             Box::new(|r| {
-                r.spec.selector.as_mut().unwrap().match_labels =
-                    Some([("app".into(), "other".into())].into())
+                r.spec.selector.as_mut().unwrap().match_labels = Some([("app".into(), "other".into())].into())
             }),
             "label app=other is missing",
         ),
         (
-            Box::new(|r| {
-                r.spec.strategy.canary.as_mut().unwrap().steps =
-                    Some(vec![canary_scale(Some(1), false)])
-            }),
+            Box::new(|r| r.spec.strategy.canary.as_mut().unwrap().steps = Some(vec![canary_scale(Some(1), false)])),
             "setCanaryScale needs spec.strategy.canary.trafficRouting",
         ),
         (
@@ -697,10 +523,7 @@ fn invalid_specs_are_reported_and_nothing_is_written() {
         assert!(plan.actions.is_empty(), "{expected}: {:?}", plan.actions);
         assert_eq!(plan.status.phase.as_deref(), Some("Degraded"));
         let message = plan.status.message.unwrap();
-        assert!(
-            message.contains(expected),
-            "expected {expected:?} in {message:?}"
-        );
+        assert!(message.contains(expected), "expected {expected:?} in {message:?}");
         assert_eq!(plan.events.first().map(|e| e.reason), Some("InvalidSpec"));
     }
 }
@@ -717,12 +540,7 @@ fn a_missing_workload_is_invalid_until_it_appears() {
     });
     let mut sim = Sim::new(observed(spec));
     sim.settle();
-    assert!(
-        sim.status()
-            .message
-            .unwrap()
-            .contains("Deployment \"web\" not found")
-    );
+    assert!(sim.status().message.unwrap().contains("Deployment \"web\" not found"));
     assert!(sim.observed.replica_sets.is_empty());
     sim.observed.workload = Some(Workload {
         template: template("v1"),
@@ -738,26 +556,17 @@ fn a_missing_workload_is_invalid_until_it_appears() {
         Some(0),
         "scaled down once the Rollout serves"
     );
-    assert_eq!(
-        sim.status().workload_observed_generation.as_deref(),
-        Some("3")
-    );
+    assert_eq!(sim.status().workload_observed_generation.as_deref(), Some("3"));
     // A GitOps re-sync brings the Deployment back: undone.
     sim.observed.workload.as_mut().unwrap().deployment_replicas = Some(2);
     sim.settle();
-    assert_eq!(
-        sim.observed.workload.as_ref().unwrap().deployment_replicas,
-        Some(0)
-    );
+    assert_eq!(sim.observed.workload.as_ref().unwrap().deployment_replicas, Some(0));
     // Deleting the Rollout gives the Deployment its pods back first.
     sim.observed.rollout.metadata.deletion_timestamp = Some(Time(sim.observed.now));
     let plan = plan(&sim.observed);
     assert_eq!(
         plan.actions,
-        vec![Action::ScaleWorkload {
-            name: "web".into(),
-            replicas: 2
-        }],
+        vec![Action::ScaleWorkload { name: "web".into(), replicas: 2 }],
         "the finalizer waits for availability"
     );
     sim.apply(&plan);
@@ -786,50 +595,20 @@ fn istio_canary_moves_traffic_and_promotes_without_dropping_requests() {
     sim.update_template("v2");
     sim.settle();
     assert_eq!(phase(&sim), "Paused");
-    assert_eq!(
-        (
-            sim.rs(&v2).unwrap().spec_replicas,
-            sim.rs(&v1).unwrap().spec_replicas
-        ),
-        (2, 4)
-    );
-    assert_eq!(
-        sim.vs_weights(),
-        (100, 0),
-        "setCanaryScale moves no traffic"
-    );
+    assert_eq!((sim.rs(&v2).unwrap().spec_replicas, sim.rs(&v1).unwrap().spec_replicas), (2, 4));
+    assert_eq!(sim.vs_weights(), (100, 0), "setCanaryScale moves no traffic");
     assert_eq!(sim.selector("web-canary"), Some(v2.clone()));
 
     sim.set_status(|s| s.pause_conditions = None);
     sim.settle();
     assert_eq!(sim.vs_weights(), (90, 10));
-    assert_eq!(
-        sim.rs(&v2).unwrap().spec_replicas,
-        1,
-        "matchTrafficWeight: ceil(4 * 10%)"
-    );
-    assert_eq!(
-        sim.status()
-            .canary
-            .as_ref()
-            .unwrap()
-            .weights
-            .as_ref()
-            .unwrap()
-            .canary
-            .weight,
-        10
-    );
+    assert_eq!(sim.rs(&v2).unwrap().spec_replicas, 1, "matchTrafficWeight: ceil(4 * 10%)");
+    assert_eq!(sim.status().canary.as_ref().unwrap().weights.as_ref().unwrap().canary.weight, 10);
     assert!(sim.events().contains(&"TrafficWeightUpdated"));
 
     // An external edit of the weights is put back.
-    let vs = sim
-        .observed
-        .virtual_services
-        .as_mut()
-        .unwrap()
-        .get_mut(&(NAMESPACE.to_string(), "web".to_string()))
-        .unwrap();
+    let vs =
+        sim.observed.virtual_services.as_mut().unwrap().get_mut(&(NAMESPACE.to_string(), "web".to_string())).unwrap();
     vs.spec["http"][0]["route"][0]["weight"] = json!(100);
     vs.spec["http"][0]["route"][1]["weight"] = json!(0);
     sim.settle();
@@ -839,38 +618,23 @@ fn istio_canary_moves_traffic_and_promotes_without_dropping_requests() {
     sim.settle();
     // All steps done: the canary gets every pod, then all traffic; the stable Service waits to settle.
     assert_eq!(sim.vs_weights(), (0, 100));
-    assert_eq!(
-        sim.selector("web-stable"),
-        Some(v1.clone()),
-        "settle before the stable Service moves"
-    );
+    assert_eq!(sim.selector("web-stable"), Some(v1.clone()), "settle before the stable Service moves");
     assert_eq!(phase(&sim), "Progressing");
     sim.wait(2);
     assert_eq!(sim.selector("web-stable"), Some(v2.clone()));
-    assert_eq!(
-        sim.vs_weights(),
-        (0, 100),
-        "settle again before traffic returns to the stable Service"
-    );
+    assert_eq!(sim.vs_weights(), (0, 100), "settle again before traffic returns to the stable Service");
     assert_eq!(phase(&sim), "Progressing");
     sim.wait(2);
     assert_eq!(sim.vs_weights(), (100, 0));
     assert_eq!(phase(&sim), "Healthy");
-    assert_eq!(
-        sim.rs(&v1).unwrap().spec_replicas,
-        4,
-        "old pods are kept for scaleDownDelaySeconds"
-    );
+    assert_eq!(sim.rs(&v1).unwrap().spec_replicas, 4, "old pods are kept for scaleDownDelaySeconds");
     sim.wait(30);
     assert_eq!(sim.rs(&v1).unwrap().spec_replicas, 0);
 }
 
 #[test]
 fn istio_abort_moves_traffic_first_then_services_then_pods() {
-    let mut sim = Sim::new(observed(with_istio(rollout(
-        4,
-        vec![set_weight(50), pause(None)],
-    ))));
+    let mut sim = Sim::new(observed(with_istio(rollout(4, vec![set_weight(50), pause(None)]))));
     sim.settle();
     let (v1, v2) = (hash_of("v1"), hash_of("v2"));
     sim.update_template("v2");
@@ -880,24 +644,12 @@ fn istio_abort_moves_traffic_first_then_services_then_pods() {
     let plan = sim.step();
     assert_eq!(sim.vs_weights(), (100, 0), "weight back to stable first");
     assert_eq!(sim.selector("web-canary"), Some(v2.clone()));
-    assert!(
-        plan.actions
-            .iter()
-            .all(|a| !matches!(a, Action::SetServiceSelector { .. }))
-    );
+    assert!(plan.actions.iter().all(|a| !matches!(a, Action::SetServiceSelector { .. })));
     sim.wait(2);
-    assert_eq!(
-        sim.selector("web-canary"),
-        Some(v1.clone()),
-        "then the canary Service, after settling"
-    );
+    assert_eq!(sim.selector("web-canary"), Some(v1.clone()), "then the canary Service, after settling");
     assert_eq!(sim.rs(&v2).unwrap().spec_replicas, 2);
     sim.wait(31);
-    assert_eq!(
-        sim.rs(&v2).unwrap().spec_replicas,
-        0,
-        "then the canary pods, after abortScaleDownDelaySeconds"
-    );
+    assert_eq!(sim.rs(&v2).unwrap().spec_replicas, 0, "then the canary pods, after abortScaleDownDelaySeconds");
     assert_eq!(phase(&sim), "Degraded");
 }
 
@@ -909,19 +661,8 @@ fn no_weight_goes_to_a_canary_without_available_pods() {
     sim.update_template("v2");
     sim.settle();
     assert_eq!(sim.vs_weights(), (100, 0));
-    assert_eq!(
-        sim.selector("web-canary"),
-        Some(hash_of("v1")),
-        "the canary Service waits for available pods"
-    );
-    assert!(
-        sim.status()
-            .message
-            .unwrap()
-            .contains("0 of 2 pods available"),
-        "{:?}",
-        sim.status().message
-    );
+    assert_eq!(sim.selector("web-canary"), Some(hash_of("v1")), "the canary Service waits for available pods");
+    assert!(sim.status().message.unwrap().contains("0 of 2 pods available"), "{:?}", sim.status().message);
 }
 
 #[test]
@@ -931,12 +672,9 @@ fn hpa_scaling_mid_canary_resplits_without_advancing() {
     sim.settle();
     let index = sim.status().current_step_index;
     sim.observed.rollout.spec.replicas = Some(8);
-    sim.observed.now = sim.observed.now + SignedDuration::from_secs(5);
+    sim.observed.now += SignedDuration::from_secs(5);
     let plan = sim.step();
-    assert_eq!(
-        plan.status.current_step_index, index,
-        "the scaling reconcile doesn't advance"
-    );
+    assert_eq!(plan.status.current_step_index, index, "the scaling reconcile doesn't advance");
 }
 
 #[test]
@@ -957,11 +695,7 @@ fn restart_evicts_old_pods_within_max_unavailable() {
     assert_eq!(early.requeue_after, Some(Duration::from_secs(10)));
     sim.observed.now = t(10);
     let plan = plan(&sim.observed);
-    let evicted: Vec<_> = plan
-        .actions
-        .iter()
-        .filter(|a| matches!(a, Action::EvictPod { .. }))
-        .collect();
+    let evicted: Vec<_> = plan.actions.iter().filter(|a| matches!(a, Action::EvictPod { .. })).collect();
     assert_eq!(evicted.len(), 1, "25% of 4");
     sim.observed.pods = (0..4)
         .map(|i| PodView {
@@ -986,41 +720,23 @@ fn old_revisions_beyond_the_history_limit_are_deleted() {
         sim.update_template(image);
         sim.settle();
     }
-    let hashes: Vec<String> = sim
-        .observed
-        .replica_sets
-        .iter()
-        .map(|rs| rs.hash.clone())
-        .collect();
+    let hashes: Vec<String> = sim.observed.replica_sets.iter().map(|rs| rs.hash.clone()).collect();
     assert_eq!(hashes, vec![hash_of("v3"), hash_of("v4")]);
 }
 
 // ---- properties ---------------------------------------------------------------------------
 
 fn any_step() -> impl Strategy<Value = CanaryStep> {
-    prop_oneof![
-        (0..=100i32).prop_map(set_weight),
-        proptest::option::of(0..5i32).prop_map(pause)
-    ]
+    prop_oneof![(0..=100i32).prop_map(set_weight), proptest::option::of(0..5i32).prop_map(pause)]
 }
 
 fn any_scenario() -> impl Strategy<Value = (i32, Vec<CanaryStep>, bool, Vec<u8>)> {
-    (
-        1..8i32,
-        proptest::collection::vec(any_step(), 0..6),
-        any::<bool>(),
-        proptest::collection::vec(any::<u8>(), 1..40),
-    )
+    (1..8i32, proptest::collection::vec(any_step(), 0..6), any::<bool>(), proptest::collection::vec(any::<u8>(), 1..40))
 }
 
 /// Drives random user actions (template changes, promotes, aborts, retries, scaling, time) and
 /// checks the invariants after every reconcile.
-fn check_invariants(
-    replicas: i32,
-    steps: Vec<CanaryStep>,
-    routed: bool,
-    script: Vec<u8>,
-) -> Result<(), TestCaseError> {
+fn check_invariants(replicas: i32, steps: Vec<CanaryStep>, routed: bool, script: Vec<u8>) -> Result<(), TestCaseError> {
     let spec = rollout(replicas, steps);
     let mut sim = Sim::new(observed(if routed { with_istio(spec) } else { spec }));
     let mut image = 1;
@@ -1035,10 +751,7 @@ fn check_invariants(
             3 => sim.set_status(|s| s.abort = Some(false)),
             4 => sim.observed.rollout.spec.replicas = Some(i32::from(byte % 7) + 1),
             5 => sim.ready = !sim.ready,
-            _ => {
-                sim.observed.now =
-                    sim.observed.now + SignedDuration::from_secs(i64::from(byte % 40))
-            }
+            _ => sim.observed.now += SignedDuration::from_secs(i64::from(byte % 40)),
         }
         for _ in 0..4 {
             let before = sim.status();
@@ -1065,19 +778,11 @@ fn check_invariants(
                 })
                 .collect();
             let distinct: std::collections::BTreeSet<_> = patched.iter().collect();
-            prop_assert_eq!(
-                patched.len(),
-                distinct.len(),
-                "a ReplicaSet patched twice in one plan"
-            );
+            prop_assert_eq!(patched.len(), distinct.len(), "a ReplicaSet patched twice in one plan");
             for action in &plan.actions {
                 match action {
-                    Action::PatchReplicaSet {
-                        replicas: Some(n), ..
-                    } => prop_assert!(*n >= 0),
-                    Action::SetServiceSelector {
-                        hash: Some(hash), ..
-                    } => {
+                    Action::PatchReplicaSet { replicas: Some(n), .. } => prop_assert!(*n >= 0),
+                    Action::SetServiceSelector { hash: Some(hash), .. } => {
                         let target = sim.rs(hash);
                         prop_assert!(
                             target.is_some_and(|rs| rs.available > 0),

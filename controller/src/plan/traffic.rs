@@ -8,9 +8,7 @@ use crate::api::IstioVirtualService;
 /// Namespace and name of a VirtualService reference: `name` (the Rollout's namespace) or
 /// `name.namespace`, optionally followed by `.svc.cluster.local`.
 pub fn virtual_service_key(reference: &str, rollout_namespace: &str) -> (String, String) {
-    let trimmed = reference
-        .trim_end_matches(".svc.cluster.local")
-        .trim_end_matches(".cluster.local");
+    let trimmed = reference.trim_end_matches(".svc.cluster.local").trim_end_matches(".cluster.local");
     match trimmed.rsplit_once('.') {
         Some((name, namespace)) => (namespace.to_string(), name.to_string()),
         None => (rollout_namespace.to_string(), trimmed.to_string()),
@@ -25,10 +23,7 @@ pub struct RouteRef {
 }
 
 fn section<'a>(spec: &'a Value, name: &str) -> &'a [Value] {
-    spec.get(name)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    spec.get(name).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
 }
 
 /// The routes of `spec` that `config` manages, or why they can't be chosen.
@@ -42,29 +37,18 @@ pub fn managed_routes(spec: &Value, config: &IstioVirtualService) -> Result<Vec<
                 let index = http
                     .iter()
                     .position(|route| route.get("name").and_then(Value::as_str) == Some(wanted))
-                    .ok_or_else(|| format!("HTTP route '{wanted}' not found in VirtualService '{vs}'; check virtualService.routes"))?;
-                routes.push(RouteRef {
-                    section: "http",
-                    index,
-                });
+                    .ok_or_else(|| {
+                        format!("HTTP route '{wanted}' not found in VirtualService '{vs}'; check virtualService.routes")
+                    })?;
+                routes.push(RouteRef { section: "http", index });
             }
         }
-        _ if http.len() == 1 => routes.push(RouteRef {
-            section: "http",
-            index: 0,
-        }),
+        _ if http.len() == 1 => routes.push(RouteRef { section: "http", index: 0 }),
         _ if !http.is_empty() => {
-            let unnamed: Vec<usize> = http
-                .iter()
-                .enumerate()
-                .filter(|(_, route)| route.get("name").is_none())
-                .map(|(i, _)| i)
-                .collect();
+            let unnamed: Vec<usize> =
+                http.iter().enumerate().filter(|(_, route)| route.get("name").is_none()).map(|(i, _)| i).collect();
             match unnamed.as_slice() {
-                [index] => routes.push(RouteRef {
-                    section: "http",
-                    index: *index,
-                }),
+                [index] => routes.push(RouteRef { section: "http", index: *index }),
                 _ => {
                     return Err(format!(
                         "VirtualService '{vs}' has {} HTTP routes; name the ones to manage in virtualService.routes",
@@ -76,34 +60,21 @@ pub fn managed_routes(spec: &Value, config: &IstioVirtualService) -> Result<Vec<
         _ => {}
     }
     for wanted in config.tls_routes.iter().flatten() {
-        let found = matching(
-            section(spec, "tls"),
-            wanted.port,
-            wanted.sni_hosts.as_deref(),
-        );
+        let found = matching(section(spec, "tls"), wanted.port, wanted.sni_hosts.as_deref());
         if found.is_empty() {
             return Err(format!(
                 "no TLS route of VirtualService '{vs}' matches tlsRoutes (port {:?}, sniHosts {:?})",
                 wanted.port, wanted.sni_hosts
             ));
         }
-        routes.extend(found.into_iter().map(|index| RouteRef {
-            section: "tls",
-            index,
-        }));
+        routes.extend(found.into_iter().map(|index| RouteRef { section: "tls", index }));
     }
     for wanted in config.tcp_routes.iter().flatten() {
         let found = matching(section(spec, "tcp"), wanted.port, None);
         if found.is_empty() {
-            return Err(format!(
-                "no TCP route of VirtualService '{vs}' matches tcpRoutes (port {:?})",
-                wanted.port
-            ));
+            return Err(format!("no TCP route of VirtualService '{vs}' matches tcpRoutes (port {:?})", wanted.port));
         }
-        routes.extend(found.into_iter().map(|index| RouteRef {
-            section: "tcp",
-            index,
-        }));
+        routes.extend(found.into_iter().map(|index| RouteRef { section: "tcp", index }));
     }
     if routes.is_empty() {
         return Err(format!(
@@ -119,13 +90,9 @@ fn matching(routes: &[Value], port: Option<i64>, sni_hosts: Option<&[String]>) -
         let conditions = section(route, "match");
         !conditions.is_empty()
             && conditions.iter().all(|condition| {
-                let port_ok =
-                    port.is_none_or(|p| condition.get("port").and_then(Value::as_i64) == Some(p));
+                let port_ok = port.is_none_or(|p| condition.get("port").and_then(Value::as_i64) == Some(p));
                 let hosts_ok = sni_hosts.is_none_or(|wanted| {
-                    let mut have: Vec<&str> = section(condition, "sniHosts")
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .collect();
+                    let mut have: Vec<&str> = section(condition, "sniHosts").iter().filter_map(Value::as_str).collect();
                     let mut want: Vec<&str> = wanted.iter().map(String::as_str).collect();
                     have.sort_unstable();
                     want.sort_unstable();
@@ -134,12 +101,7 @@ fn matching(routes: &[Value], port: Option<i64>, sni_hosts: Option<&[String]>) -
                 port_ok && hosts_ok
             })
     };
-    routes
-        .iter()
-        .enumerate()
-        .filter(|(_, route)| matches_all(route))
-        .map(|(index, _)| index)
-        .collect()
+    routes.iter().enumerate().filter(|(_, route)| matches_all(route)).map(|(index, _)| index).collect()
 }
 
 /// The Service a destination host names: the text before the first '.'.
@@ -149,10 +111,7 @@ fn host_service(destination: &Value) -> Option<&str> {
 }
 
 fn destinations<'a>(spec: &'a Value, route: &RouteRef) -> &'a [Value] {
-    spec.get(route.section)
-        .and_then(|list| list.get(route.index))
-        .map(|r| section(r, "route"))
-        .unwrap_or_default()
+    spec.get(route.section).and_then(|list| list.get(route.index)).map(|r| section(r, "route")).unwrap_or_default()
 }
 
 fn route_label(spec: &Value, route: &RouteRef) -> String {
@@ -176,10 +135,7 @@ pub fn check_destinations(
     canary: &str,
 ) -> Result<(), String> {
     for route in routes {
-        let hosts: Vec<&str> = destinations(spec, route)
-            .iter()
-            .filter_map(host_service)
-            .collect();
+        let hosts: Vec<&str> = destinations(spec, route).iter().filter_map(host_service).collect();
         for (role, service) in [("stable", stable), ("canary", canary)] {
             if !hosts.contains(&service) {
                 return Err(format!(
@@ -189,10 +145,7 @@ pub fn check_destinations(
                 ));
             }
         }
-        if let Some(other) = hosts
-            .iter()
-            .find(|host| **host != stable && **host != canary)
-        {
+        if let Some(other) = hosts.iter().find(|host| **host != stable && **host != canary) {
             return Err(format!(
                 "{} of VirtualService '{vs}' also sends to '{other}'; a managed route may only name the stable and canary Services",
                 route_label(spec, route)
@@ -203,10 +156,7 @@ pub fn check_destinations(
 }
 
 fn weight_of(destination: &Value) -> i64 {
-    destination
-        .get("weight")
-        .and_then(Value::as_i64)
-        .unwrap_or(0)
+    destination.get("weight").and_then(Value::as_i64).unwrap_or(0)
 }
 
 /// The canary weight of each managed route (0 when it has no canary destination).
@@ -214,11 +164,8 @@ pub fn canary_weights(spec: &Value, routes: &[RouteRef], canary: &str) -> Vec<i3
     routes
         .iter()
         .map(|route| {
-            let sum: i64 = destinations(spec, route)
-                .iter()
-                .filter(|d| host_service(d) == Some(canary))
-                .map(weight_of)
-                .sum();
+            let sum: i64 =
+                destinations(spec, route).iter().filter(|d| host_service(d) == Some(canary)).map(weight_of).sum();
             i32::try_from(sum.clamp(0, 100)).unwrap_or(0)
         })
         .collect()
@@ -228,13 +175,7 @@ pub fn canary_weights(spec: &Value, routes: &[RouteRef], canary: &str) -> Vec<i3
 /// every managed route; empty when the weights are already right. Each change is guarded by a
 /// `test` of the destination's host, so a concurrent edit makes the patch fail instead of
 /// writing a weight onto the wrong destination.
-pub fn weight_patch(
-    spec: &Value,
-    routes: &[RouteRef],
-    stable: &str,
-    canary: &str,
-    canary_weight: i32,
-) -> Vec<Value> {
+pub fn weight_patch(spec: &Value, routes: &[RouteRef], stable: &str, canary: &str, canary_weight: i32) -> Vec<Value> {
     let mut operations = Vec::new();
     for route in routes {
         for (position, destination) in destinations(spec, route).iter().enumerate() {
@@ -248,8 +189,7 @@ pub fn weight_patch(
             }
             let base = format!("/spec/{}/{}/route/{position}", route.section, route.index);
             operations.push(json!({"op": "test", "path": format!("{base}/destination/host"), "value": destination.pointer("/destination/host")}));
-            operations
-                .push(json!({"op": "add", "path": format!("{base}/weight"), "value": wanted}));
+            operations.push(json!({"op": "add", "path": format!("{base}/weight"), "value": wanted}));
         }
     }
     operations
@@ -283,14 +223,8 @@ mod tests {
     #[test]
     fn references_name_a_namespace_after_the_last_dot() {
         assert_eq!(virtual_service_key("vs", "ns"), ("ns".into(), "vs".into()));
-        assert_eq!(
-            virtual_service_key("vs.other", "ns"),
-            ("other".into(), "vs".into())
-        );
-        assert_eq!(
-            virtual_service_key("vs.other.svc.cluster.local", "ns"),
-            ("other".into(), "vs".into())
-        );
+        assert_eq!(virtual_service_key("vs.other", "ns"), ("other".into(), "vs".into()));
+        assert_eq!(virtual_service_key("vs.other.svc.cluster.local", "ns"), ("other".into(), "vs".into()));
     }
 
     #[test]
@@ -298,23 +232,14 @@ mod tests {
         let spec = two_routes();
         assert_eq!(
             managed_routes(&spec, &config(Some(vec!["primary"]))).unwrap(),
-            vec![RouteRef {
-                section: "http",
-                index: 0
-            }]
+            vec![RouteRef { section: "http", index: 0 }]
         );
         let missing = managed_routes(&spec, &config(Some(vec!["nope"]))).unwrap_err();
         assert!(missing.contains("'nope' not found"), "{missing}");
         let ambiguous = managed_routes(&spec, &config(None)).unwrap_err();
         assert!(ambiguous.contains("has 2 HTTP routes"), "{ambiguous}");
         let one_unnamed = json!({"http": [{"name": "a", "route": []}, {"route": []}]});
-        assert_eq!(
-            managed_routes(&one_unnamed, &config(None)).unwrap(),
-            vec![RouteRef {
-                section: "http",
-                index: 1
-            }]
-        );
+        assert_eq!(managed_routes(&one_unnamed, &config(None)).unwrap(), vec![RouteRef { section: "http", index: 1 }]);
         let single = json!({"http": [{"name": "x", "route": []}]});
         assert_eq!(managed_routes(&single, &config(None)).unwrap().len(), 1);
         assert!(managed_routes(&json!({}), &config(None)).is_err());
@@ -328,23 +253,11 @@ mod tests {
             "tcp": [{"match": [{"port": 5432}], "route": []}]
         });
         let mut cfg = config(None);
-        cfg.tls_routes = Some(vec![TlsRoute {
-            port: Some(8443),
-            sni_hosts: Some(vec!["b.example".into()]),
-        }]);
+        cfg.tls_routes = Some(vec![TlsRoute { port: Some(8443), sni_hosts: Some(vec!["b.example".into()]) }]);
         cfg.tcp_routes = Some(vec![TcpRoute { port: Some(5432) }]);
         assert_eq!(
             managed_routes(&spec, &cfg).unwrap(),
-            vec![
-                RouteRef {
-                    section: "tls",
-                    index: 1
-                },
-                RouteRef {
-                    section: "tcp",
-                    index: 0
-                }
-            ]
+            vec![RouteRef { section: "tls", index: 1 }, RouteRef { section: "tcp", index: 0 }]
         );
         cfg.tcp_routes = Some(vec![TcpRoute { port: Some(1) }]);
         assert!(managed_routes(&spec, &cfg).unwrap_err().contains("TCP"));
@@ -353,27 +266,18 @@ mod tests {
     #[test]
     fn destinations_must_be_exactly_stable_and_canary() {
         let spec = two_routes();
-        let primary = [RouteRef {
-            section: "http",
-            index: 0,
-        }];
+        let primary = [RouteRef { section: "http", index: 0 }];
         assert!(check_destinations(&spec, &primary, "vs", "stable-svc", "canary-svc").is_ok());
         let error = check_destinations(&spec, &primary, "vs", "stable-svc", "preview").unwrap_err();
         assert!(error.contains("canary Service 'preview'"), "{error}");
-        let other = [RouteRef {
-            section: "http",
-            index: 1,
-        }];
+        let other = [RouteRef { section: "http", index: 1 }];
         assert!(check_destinations(&spec, &other, "vs", "legacy", "canary-svc").is_err());
     }
 
     #[test]
     fn weights_are_read_and_patched_only_where_they_differ() {
         let spec = two_routes();
-        let primary = [RouteRef {
-            section: "http",
-            index: 0,
-        }];
+        let primary = [RouteRef { section: "http", index: 0 }];
         assert_eq!(canary_weights(&spec, &primary, "canary-svc"), vec![0]);
         assert!(weight_patch(&spec, &primary, "stable-svc", "canary-svc", 0).is_empty());
         let patch = weight_patch(&spec, &primary, "stable-svc", "canary-svc", 10);
@@ -388,25 +292,16 @@ mod tests {
         );
         // The patch applied to the object yields the weights asked for, and nothing else changes.
         let mut object = json!({"spec": spec.clone()});
-        json_patch::patch(
-            &mut object,
-            &serde_json::from_value::<json_patch::Patch>(Value::Array(patch)).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(
-            canary_weights(&object["spec"], &primary, "canary-svc"),
-            vec![10]
-        );
+        json_patch::patch(&mut object, &serde_json::from_value::<json_patch::Patch>(Value::Array(patch)).unwrap())
+            .unwrap();
+        assert_eq!(canary_weights(&object["spec"], &primary, "canary-svc"), vec![10]);
         assert_eq!(object["spec"]["http"][1], spec["http"][1]);
     }
 
     #[test]
     fn a_missing_weight_is_written() {
         let spec = json!({"http": [{"route": [{"destination": {"host": "s"}}, {"destination": {"host": "c"}}]}]});
-        let routes = [RouteRef {
-            section: "http",
-            index: 0,
-        }];
+        let routes = [RouteRef { section: "http", index: 0 }];
         assert_eq!(weight_patch(&spec, &routes, "s", "c", 0).len(), 4);
     }
 }

@@ -10,9 +10,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::observed::Observed;
 use super::traffic::{self, RouteRef};
-use crate::api::{
-    CanaryStep, CanaryStrategy, IstioVirtualService, POD_TEMPLATE_HASH_LABEL, RolloutSpec,
-};
+use crate::api::{CanaryStep, CanaryStrategy, IstioVirtualService, POD_TEMPLATE_HASH_LABEL, RolloutSpec};
 
 /// A VirtualService this Rollout manages, with the routes it sets weights on.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,14 +55,7 @@ pub fn validate(observed: &Observed) -> Result<ValidRollout<'_>, String> {
     let (template, selector) = resolve_template(observed)?;
     let services = check_services(observed, canary, &template)?;
     let virtual_services = check_virtual_services(observed, canary, services)?;
-    Ok(ValidRollout {
-        canary,
-        steps,
-        template,
-        selector,
-        services,
-        virtual_services,
-    })
+    Ok(ValidRollout { canary, steps, template, selector, services, virtual_services })
 }
 
 fn unsupported_features(spec: &RolloutSpec, canary: &CanaryStrategy) -> Result<(), String> {
@@ -74,58 +65,20 @@ fn unsupported_features(spec: &RolloutSpec, canary: &CanaryStrategy) -> Result<(
             found.push(field.to_string());
         }
     };
-    flag(
-        &mut found,
-        spec.strategy.blue_green.is_some(),
-        "spec.strategy.blueGreen",
-    );
+    flag(&mut found, spec.strategy.blue_green.is_some(), "spec.strategy.blueGreen");
     flag(&mut found, spec.analysis.is_some(), "spec.analysis");
-    flag(
-        &mut found,
-        spec.rollback_window.is_some(),
-        "spec.rollbackWindow",
-    );
-    flag(
-        &mut found,
-        canary.analysis.is_some(),
-        "spec.strategy.canary.analysis",
-    );
-    flag(
-        &mut found,
-        canary.anti_affinity.is_some(),
-        "spec.strategy.canary.antiAffinity",
-    );
-    flag(
-        &mut found,
-        canary.ping_pong.is_some(),
-        "spec.strategy.canary.pingPong",
-    );
-    flag(
-        &mut found,
-        canary.replica_progress_threshold.is_some(),
-        "spec.strategy.canary.replicaProgressThreshold",
-    );
-    flag(
-        &mut found,
-        canary.stable_metadata.is_some(),
-        "spec.strategy.canary.stableMetadata",
-    );
-    flag(
-        &mut found,
-        canary.canary_metadata.is_some(),
-        "spec.strategy.canary.canaryMetadata",
-    );
+    flag(&mut found, spec.rollback_window.is_some(), "spec.rollbackWindow");
+    flag(&mut found, canary.analysis.is_some(), "spec.strategy.canary.analysis");
+    flag(&mut found, canary.anti_affinity.is_some(), "spec.strategy.canary.antiAffinity");
+    flag(&mut found, canary.ping_pong.is_some(), "spec.strategy.canary.pingPong");
+    flag(&mut found, canary.replica_progress_threshold.is_some(), "spec.strategy.canary.replicaProgressThreshold");
+    flag(&mut found, canary.stable_metadata.is_some(), "spec.strategy.canary.stableMetadata");
+    flag(&mut found, canary.canary_metadata.is_some(), "spec.strategy.canary.canaryMetadata");
     if let Some(routing) = &canary.traffic_routing {
         for router in routing.other_routers.keys() {
-            found.push(format!(
-                "spec.strategy.canary.trafficRouting.{router} (only istio is)"
-            ));
+            found.push(format!("spec.strategy.canary.trafficRouting.{router} (only istio is)"));
         }
-        flag(
-            &mut found,
-            routing.managed_routes.is_some(),
-            "spec.strategy.canary.trafficRouting.managedRoutes",
-        );
+        flag(&mut found, routing.managed_routes.is_some(), "spec.strategy.canary.trafficRouting.managedRoutes");
         flag(
             &mut found,
             routing.max_traffic_weight.is_some_and(|w| w != 100),
@@ -133,10 +86,7 @@ fn unsupported_features(spec: &RolloutSpec, canary: &CanaryStrategy) -> Result<(
         );
         flag(
             &mut found,
-            routing
-                .istio
-                .as_ref()
-                .is_some_and(|i| i.destination_rule.is_some()),
+            routing.istio.as_ref().is_some_and(|i| i.destination_rule.is_some()),
             "spec.strategy.canary.trafficRouting.istio.destinationRule",
         );
     }
@@ -148,22 +98,15 @@ fn unsupported_features(spec: &RolloutSpec, canary: &CanaryStrategy) -> Result<(
             (step.set_mirror_route.is_some(), "setMirrorRoute"),
             (step.plugin.is_some(), "plugin"),
         ] {
-            flag(
-                &mut found,
-                present,
-                &format!("spec.strategy.canary.steps[{index}].{kind}"),
-            );
+            flag(&mut found, present, &format!("spec.strategy.canary.steps[{index}].{kind}"));
         }
     }
     match found.as_slice() {
         [] => Ok(()),
-        [one] => Err(format!(
-            "{one} {NOT_SUPPORTED}; remove it to use this controller"
-        )),
-        [first, rest @ ..] => Err(format!(
-            "{first} (and {}) {NOT_SUPPORTED}; remove them to use this controller",
-            rest.join(", ")
-        )),
+        [one] => Err(format!("{one} {NOT_SUPPORTED}; remove it to use this controller")),
+        [first, rest @ ..] => {
+            Err(format!("{first} (and {}) {NOT_SUPPORTED}; remove them to use this controller", rest.join(", ")))
+        }
     }
 }
 
@@ -175,32 +118,16 @@ fn is_zero(value: Option<&IntOrString>) -> bool {
     }
 }
 
-fn check_strategy(
-    spec: &RolloutSpec,
-    canary: &CanaryStrategy,
-    steps: &[CanaryStep],
-) -> Result<(), String> {
+fn check_strategy(spec: &RolloutSpec, canary: &CanaryStrategy, steps: &[CanaryStep]) -> Result<(), String> {
     let routed = canary.traffic_routing.is_some();
     if is_zero(canary.max_surge.as_ref()) && is_zero(canary.max_unavailable.as_ref()) {
         return Err("spec.strategy.canary.maxSurge and maxUnavailable are both 0, so no pod could ever be replaced; raise one of them".into());
     }
     let requires_routing = [
-        (
-            canary.scale_down_delay_seconds.is_some(),
-            "scaleDownDelaySeconds",
-        ),
-        (
-            canary.dynamic_stable_scale == Some(true),
-            "dynamicStableScale",
-        ),
-        (
-            canary.min_pods_per_replica_set.is_some(),
-            "minPodsPerReplicaSet",
-        ),
-        (
-            canary.traffic_settle_seconds.is_some(),
-            "trafficSettleSeconds",
-        ),
+        (canary.scale_down_delay_seconds.is_some(), "scaleDownDelaySeconds"),
+        (canary.dynamic_stable_scale == Some(true), "dynamicStableScale"),
+        (canary.min_pods_per_replica_set.is_some(), "minPodsPerReplicaSet"),
+        (canary.traffic_settle_seconds.is_some(), "trafficSettleSeconds"),
     ];
     for (present, field) in requires_routing {
         if present && !routed {
@@ -210,29 +137,30 @@ fn check_strategy(
         }
     }
     if canary.dynamic_stable_scale == Some(true) && canary.scale_down_delay_seconds.is_some() {
-        return Err("spec.strategy.canary.scaleDownDelaySeconds can't be combined with dynamicStableScale; remove one of them".into());
+        return Err(
+            "spec.strategy.canary.scaleDownDelaySeconds can't be combined with dynamicStableScale; remove one of them"
+                .into(),
+        );
     }
-    if let Some(index) = steps.iter().position(|s| s.set_canary_scale.is_some()) {
-        if !routed {
-            return Err(format!(
-                "spec.strategy.canary.steps[{index}].setCanaryScale needs spec.strategy.canary.trafficRouting"
-            ));
-        }
+    if let Some(index) = steps.iter().position(|s| s.set_canary_scale.is_some())
+        && !routed
+    {
+        return Err(format!(
+            "spec.strategy.canary.steps[{index}].setCanaryScale needs spec.strategy.canary.trafficRouting"
+        ));
     }
     for (index, step) in steps.iter().enumerate() {
-        if let Some(duration) = step.pause.as_ref().and_then(|p| p.duration.as_ref()) {
-            if super::steps::parse_duration(duration).is_none() {
-                return Err(format!(
-                    "spec.strategy.canary.steps[{index}].pause.duration is not a duration; use seconds or e.g. 30s, 5m"
-                ));
-            }
+        if let Some(duration) = step.pause.as_ref().and_then(|p| p.duration.as_ref())
+            && super::steps::parse_duration(duration).is_none()
+        {
+            return Err(format!(
+                "spec.strategy.canary.steps[{index}].pause.duration is not a duration; use seconds or e.g. 30s, 5m"
+            ));
         }
     }
     let progress_deadline = spec.progress_deadline_seconds.unwrap_or(600);
     if progress_deadline <= spec.min_ready_seconds.unwrap_or(0) {
-        return Err(
-            "spec.progressDeadlineSeconds must be greater than spec.minReadySeconds".into(),
-        );
+        return Err("spec.progressDeadlineSeconds must be greater than spec.minReadySeconds".into());
     }
     Ok(())
 }
@@ -243,29 +171,19 @@ fn resolve_template(observed: &Observed) -> Result<(PodTemplateSpec, LabelSelect
     let (template, workload_selector) = match &spec.workload_ref {
         Some(reference) => {
             let template_set = spec.template.as_ref().is_some_and(|t| {
-                t.spec.is_some()
-                    || t.metadata
-                        .as_ref()
-                        .is_some_and(|m| m.labels.is_some() || m.annotations.is_some())
+                t.spec.is_some() || t.metadata.as_ref().is_some_and(|m| m.labels.is_some() || m.annotations.is_some())
             });
             if template_set {
-                return Err(
-                    "spec.template must be empty when spec.workloadRef is set; remove one of them"
-                        .into(),
-                );
+                return Err("spec.template must be empty when spec.workloadRef is set; remove one of them".into());
             }
-            let expected_api = if reference.kind == "PodTemplate" {
-                "v1"
-            } else {
-                "apps/v1"
-            };
-            if let Some(api_version) = &reference.api_version {
-                if api_version != expected_api {
-                    return Err(format!(
-                        "spec.workloadRef: workload of type {api_version}/{} is not supported; use apiVersion {expected_api}",
-                        reference.kind
-                    ));
-                }
+            let expected_api = if reference.kind == "PodTemplate" { "v1" } else { "apps/v1" };
+            if let Some(api_version) = &reference.api_version
+                && api_version != expected_api
+            {
+                return Err(format!(
+                    "spec.workloadRef: workload of type {api_version}/{} is not supported; use apiVersion {expected_api}",
+                    reference.kind
+                ));
             }
             let workload = observed.workload.as_ref().ok_or_else(|| {
                 format!(
@@ -278,46 +196,27 @@ fn resolve_template(observed: &Observed) -> Result<(PodTemplateSpec, LabelSelect
             (workload.template.clone(), workload.selector.clone())
         }
         None => {
-            let template = spec
-                .template
-                .clone()
-                .ok_or("spec.template is required unless spec.workloadRef is set")?;
+            let template = spec.template.clone().ok_or("spec.template is required unless spec.workloadRef is set")?;
             (template, None)
         }
     };
-    if template
-        .spec
-        .as_ref()
-        .is_none_or(|s| s.containers.is_empty())
-    {
+    if template.spec.as_ref().is_none_or(|s| s.containers.is_empty()) {
         return Err("spec.template.spec.containers must list at least one container".into());
     }
-    let selector = spec.selector.clone().or(workload_selector).ok_or(
-        "spec.selector is required unless the workloadRef has one; add spec.selector.matchLabels",
-    )?;
-    let labels = template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    if selector
-        .match_expressions
-        .as_ref()
-        .is_some_and(|e| !e.is_empty())
-    {
+    let selector = spec
+        .selector
+        .clone()
+        .or(workload_selector)
+        .ok_or("spec.selector is required unless the workloadRef has one; add spec.selector.matchLabels")?;
+    let labels = template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
+    if selector.match_expressions.as_ref().is_some_and(|e| !e.is_empty()) {
         return Err("spec.selector.matchExpressions is not supported by this controller yet; use matchLabels".into());
     }
     let match_labels = selector.match_labels.clone().unwrap_or_default();
     if match_labels.is_empty() {
-        return Err(
-            "spec.selector is empty and would select every pod; set spec.selector.matchLabels"
-                .into(),
-        );
+        return Err("spec.selector is empty and would select every pod; set spec.selector.matchLabels".into());
     }
-    if let Some((key, value)) = match_labels
-        .iter()
-        .find(|(k, v)| labels.get(*k) != Some(*v))
-    {
+    if let Some((key, value)) = match_labels.iter().find(|(k, v)| labels.get(*k) != Some(*v)) {
         return Err(format!(
             "spec.selector does not match the pod template: label {key}={value} is missing from spec.template.metadata.labels"
         ));
@@ -330,58 +229,36 @@ fn check_services<'a>(
     canary: &'a CanaryStrategy,
     template: &PodTemplateSpec,
 ) -> Result<Option<(&'a str, &'a str)>, String> {
-    let rollout_name = observed
-        .rollout
-        .metadata
-        .name
-        .as_deref()
-        .unwrap_or_default();
-    let labels: BTreeMap<String, String> = template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    let named = [
-        ("stableService", canary.stable_service.as_deref()),
-        ("canaryService", canary.canary_service.as_deref()),
-    ];
+    let rollout_name = observed.rollout.metadata.name.as_deref().unwrap_or_default();
+    let labels: BTreeMap<String, String> =
+        template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
+    let named =
+        [("stableService", canary.stable_service.as_deref()), ("canaryService", canary.canary_service.as_deref())];
     for (field, name) in named {
         let Some(name) = name else { continue };
-        let service = observed
-            .services
-            .get(name)
-            .ok_or_else(|| format!("spec.strategy.canary.{field}: Service \"{name}\" not found; create it or correct the name"))?;
-        if let Some(owner) = service
-            .managed_by
-            .as_deref()
-            .filter(|owner| *owner != rollout_name)
-        {
+        let service = observed.services.get(name).ok_or_else(|| {
+            format!("spec.strategy.canary.{field}: Service \"{name}\" not found; create it or correct the name")
+        })?;
+        if let Some(owner) = service.managed_by.as_deref().filter(|owner| *owner != rollout_name) {
             return Err(format!(
                 "spec.strategy.canary.{field}: Service \"{name}\" is managed by Rollout \"{owner}\"; each Service serves one Rollout"
             ));
         }
-        if let Some((key, value)) = service
-            .selector
-            .iter()
-            .find(|(k, v)| k.as_str() != POD_TEMPLATE_HASH_LABEL && labels.get(*k) != Some(*v))
+        if let Some((key, value)) =
+            service.selector.iter().find(|(k, v)| k.as_str() != POD_TEMPLATE_HASH_LABEL && labels.get(*k) != Some(*v))
         {
             return Err(format!(
                 "spec.strategy.canary.{field}: Service \"{name}\" selects {key}={value}, which the pod template doesn't have; align the labels"
             ));
         }
     }
-    match (
-        canary.stable_service.as_deref(),
-        canary.canary_service.as_deref(),
-    ) {
+    match (canary.stable_service.as_deref(), canary.canary_service.as_deref()) {
         (Some(stable), Some(canary_name)) if stable == canary_name => Err(format!(
             "spec.strategy.canary.stableService and canaryService are both \"{stable}\"; they must be different Services"
         )),
         (Some(stable), Some(canary_name)) => Ok(Some((stable, canary_name))),
         (None, None) => Ok(None),
-        _ => {
-            Err("spec.strategy.canary: set both stableService and canaryService, or neither".into())
-        }
+        _ => Err("spec.strategy.canary: set both stableService and canaryService, or neither".into()),
     }
 }
 
@@ -393,14 +270,17 @@ fn check_virtual_services(
     let Some(routing) = &canary.traffic_routing else {
         return Ok(Vec::new());
     };
-    let istio = routing
-        .istio
-        .as_ref()
-        .ok_or("spec.strategy.canary.trafficRouting needs istio, the only router supported")?;
+    let istio =
+        routing.istio.as_ref().ok_or("spec.strategy.canary.trafficRouting needs istio, the only router supported")?;
     let configs: Vec<&IstioVirtualService> = match (&istio.virtual_service, &istio.virtual_services) {
         (Some(one), None) => vec![one],
         (None, Some(many)) if !many.is_empty() => many.iter().collect(),
-        _ => return Err("spec.strategy.canary.trafficRouting.istio: set exactly one of virtualService or virtualServices".into()),
+        _ => {
+            return Err(
+                "spec.strategy.canary.trafficRouting.istio: set exactly one of virtualService or virtualServices"
+                    .into(),
+            );
+        }
     };
     let (stable, canary_service) = services.ok_or(
         "spec.strategy.canary.trafficRouting needs stableService and canaryService: the VirtualService routes to them",
@@ -408,12 +288,7 @@ fn check_virtual_services(
     let available = observed.virtual_services.as_ref().ok_or(
         "spec.strategy.canary.trafficRouting.istio: the cluster has no networking.istio.io VirtualService API; install Istio's CRDs",
     )?;
-    let rollout_namespace = observed
-        .rollout
-        .metadata
-        .namespace
-        .as_deref()
-        .unwrap_or("default");
+    let rollout_namespace = observed.rollout.metadata.namespace.as_deref().unwrap_or("default");
     let mut managed = Vec::with_capacity(configs.len());
     for config in configs {
         let (namespace, name) = traffic::virtual_service_key(&config.name, rollout_namespace);
@@ -424,11 +299,7 @@ fn check_virtual_services(
             .map_err(|e| format!("spec.strategy.canary.trafficRouting.istio: {e}"))?;
         traffic::check_destinations(&vs.spec, &routes, &config.name, stable, canary_service)
             .map_err(|e| format!("spec.strategy.canary.trafficRouting.istio: {e}"))?;
-        managed.push(ManagedVirtualService {
-            namespace,
-            name,
-            routes,
-        });
+        managed.push(ManagedVirtualService { namespace, name, routes });
     }
     Ok(managed)
 }

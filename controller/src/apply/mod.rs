@@ -1,0 +1,57 @@
+//! Executes a plan: the actions in order (stopping at the first failure), then one status patch
+//! with only what changed, then the Events. Every write is idempotent and uses one field manager.
+
+mod events;
+mod istio;
+mod pods;
+mod replicaset;
+mod rollout;
+mod service;
+mod workload;
+
+use kube::api::PatchParams;
+
+use crate::api::{FIELD_MANAGER, Rollout};
+use crate::plan::{Action, Observed, Plan};
+use crate::reconcile::{Context, Error};
+
+pub use rollout::{merge_diff, write_invalid_object};
+
+fn params() -> PatchParams {
+    PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }
+}
+
+/// Runs `plan` for `observed.rollout`. Returns the Rollout as written, when the status changed.
+pub async fn apply(ctx: &Context, observed: &Observed, plan: &Plan) -> Result<Option<Rollout>, Error> {
+    let rollout = &observed.rollout;
+    for action in &plan.actions {
+        let result = match action {
+            Action::DefaultReplicas => rollout::default_replicas(ctx, rollout).await,
+            Action::AddFinalizer => rollout::add_finalizer(ctx, rollout).await,
+            Action::RemoveFinalizer => rollout::remove_finalizer(ctx, rollout).await,
+            Action::AnnotateRevision { revision } => rollout::annotate_revision(ctx, rollout, *revision).await,
+            Action::CreateReplicaSet(rs) => replicaset::create(ctx, rollout, rs).await,
+            Action::AdoptReplicaSet { name } => replicaset::adopt(ctx, rollout, name).await,
+            Action::PatchReplicaSet { name, replicas, annotations } => {
+                replicaset::patch(ctx, rollout, name, *replicas, annotations).await
+            }
+            Action::DeleteReplicaSet { name } => replicaset::delete(ctx, rollout, name).await,
+            Action::SetServiceSelector { service, hash } => {
+                service::set_selector(ctx, rollout, service, hash.as_deref()).await
+            }
+            Action::SetVirtualServiceWeights { namespace, name, patch, .. } => {
+                istio::set_weights(ctx, namespace, name, patch).await
+            }
+            Action::ScaleWorkload { name, replicas } => workload::scale(ctx, rollout, name, *replicas).await,
+            Action::EvictPod { name } => pods::evict(ctx, rollout, name).await,
+        };
+        if let Err(error) = result {
+            ctx.metrics.write_failed(action);
+            return Err(error);
+        }
+        ctx.metrics.wrote(action);
+    }
+    let written = rollout::patch_status(ctx, rollout, &plan.status).await?;
+    events::publish(ctx, rollout, &plan.events).await;
+    Ok(written)
+}

@@ -1,0 +1,78 @@
+//! ReplicaSet writes: create (with hash-collision handling), adopt, size and annotate, delete.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use kube::api::{Api, DeleteParams, Patch, PostParams};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::params;
+use crate::api::{FIELD_MANAGER, Rollout};
+use crate::reconcile::{Context, Error};
+
+fn api(ctx: &Context, rollout: &Rollout) -> Api<ReplicaSet> {
+    Api::namespaced(ctx.client.clone(), rollout.meta().namespace.as_deref().unwrap_or_default())
+}
+
+fn owned_by(rs: &ReplicaSet, rollout: &Rollout) -> bool {
+    rs.owner_references().iter().any(|o| o.controller == Some(true) && Some(&o.uid) == rollout.metadata.uid.as_ref())
+}
+
+pub async fn create(ctx: &Context, rollout: &Rollout, rs: &ReplicaSet) -> Result<(), Error> {
+    let post = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+    match api(ctx, rollout).create(&post, rs).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            // Ours already (a stale cache), or another object holds the name: a hash collision.
+            let existing = api(ctx, rollout).get_opt(&rs.name_any()).await?;
+            if existing.as_ref().is_some_and(|existing| owned_by(existing, rollout)) {
+                return Ok(());
+            }
+            let count = rollout.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0) + 1;
+            let patch = json!({"status": {"collisionCount": count}});
+            let rollouts: Api<Rollout> =
+                Api::namespaced(ctx.client.clone(), rollout.meta().namespace.as_deref().unwrap_or_default());
+            rollouts.patch_status(&rollout.name_any(), &params(), &Patch::Merge(&patch)).await?;
+            Err(Error::HashCollision(rs.name_any()))
+        }
+        Err(kube::Error::Api(status)) if status.code == 422 => Err(Error::InvalidTemplate(status.message)),
+        Err(error) => Err(error.into()),
+    }
+}
+
+pub async fn adopt(ctx: &Context, rollout: &Rollout, name: &str) -> Result<(), Error> {
+    let owner = json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": rollout.name_any(),
+        "uid": rollout.metadata.uid, "controller": true, "blockOwnerDeletion": true,
+    });
+    let patch = json!({"metadata": {"ownerReferences": [owner]}});
+    api(ctx, rollout).patch(name, &params(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+pub async fn patch(
+    ctx: &Context,
+    rollout: &Rollout,
+    name: &str,
+    replicas: Option<i32>,
+    annotations: &BTreeMap<String, Option<String>>,
+) -> Result<(), Error> {
+    let mut patch = json!({});
+    if let Some(replicas) = replicas {
+        patch["spec"] = json!({"replicas": replicas});
+    }
+    if !annotations.is_empty() {
+        patch["metadata"] = json!({"annotations": annotations});
+    }
+    api(ctx, rollout).patch(name, &params(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+pub async fn delete(ctx: &Context, rollout: &Rollout, name: &str) -> Result<(), Error> {
+    match api(ctx, rollout).delete(name, &DeleteParams::background()).await {
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(error.into()),
+        Ok(_) => Ok(()),
+    }
+}

@@ -1,0 +1,245 @@
+//! Builds one `Observed` snapshot per reconcile from the caches. The network is used only for
+//! what a cache can't answer: an object referenced for the first time, and pods while a restart
+//! is due.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Pod, PodTemplate, Service};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use crate::api::{
+    DESIRED_REPLICAS_ANNOTATION, MANAGED_BY_ANNOTATION, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION,
+    REVISION_HISTORY_ANNOTATION, Rollout, SCALE_DOWN_DEADLINE_ANNOTATION,
+};
+use crate::cache::{Key, key_of};
+use crate::plan::{self, Observed, PodView, ReplicaSetView, ServiceView, VirtualServiceView, Workload, traffic};
+use crate::reconcile::{Context, Error, Watched};
+
+/// Index value of ReplicaSets without a controller: `orphan/<namespace>`.
+pub fn replica_set_owner(rs: &ReplicaSet) -> Option<String> {
+    let controller = rs.metadata.owner_references.iter().flatten().find(|o| o.controller == Some(true));
+    Some(match controller {
+        Some(owner) => owner.uid.clone(),
+        None => format!("orphan/{}", rs.metadata.namespace.as_deref().unwrap_or_default()),
+    })
+}
+
+/// Looks `key` up in a reference cache; a reference too new for the cache to know is fetched.
+async fn lookup<K>(watched: &Watched<K>, api: Api<K>, key: &Key) -> Result<Option<Arc<K>>, Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    if let Some(object) = watched.cache.get(key) {
+        return Ok(Some(object));
+    }
+    if !watched.refs.unconfirmed(key) {
+        return Ok(None);
+    }
+    let fetched = api.get_opt(&key.1).await?;
+    watched.refs.confirm(key);
+    watched.cache.put(key.clone(), fetched.clone());
+    Ok(fetched.map(Arc::new))
+}
+
+pub async fn observe(ctx: &Context, rollout: &Rollout, now: Timestamp) -> Result<Observed, Error> {
+    let rollout_key = key_of(rollout);
+    let namespace = rollout_key.0.clone();
+    let client = ctx.client.clone();
+
+    let workload = observe_workload(ctx, rollout, &rollout_key).await?;
+
+    let canary = rollout.spec.strategy.canary.as_ref();
+    let service_names: Vec<String> =
+        canary.iter().flat_map(|c| [c.stable_service.clone(), c.canary_service.clone()]).flatten().collect();
+    let service_keys: Vec<Key> = service_names.iter().map(|name| (namespace.clone(), name.clone())).collect();
+    ctx.services.refs.set(&rollout_key, service_keys.clone());
+    let mut services = BTreeMap::new();
+    for key in &service_keys {
+        if let Some(service) =
+            lookup(&ctx.services, Api::<Service>::namespaced(client.clone(), &namespace), key).await?
+        {
+            services.insert(key.1.clone(), service_view(&service));
+        }
+    }
+
+    let istio = canary.and_then(|c| c.traffic_routing.as_ref()).and_then(|t| t.istio.as_ref());
+    let vs_keys: Vec<Key> = istio
+        .map(|i| {
+            i.virtual_service
+                .iter()
+                .chain(i.virtual_services.iter().flatten())
+                .map(|vs| traffic::virtual_service_key(&vs.name, &namespace))
+                .collect()
+        })
+        .unwrap_or_default();
+    ctx.virtual_services.refs.set(&rollout_key, vs_keys.clone());
+    let virtual_services = match ctx.virtual_service_api() {
+        None => None,
+        Some(resource) => {
+            let mut found = BTreeMap::new();
+            for key in &vs_keys {
+                let api = Api::<DynamicObject>::namespaced_with(client.clone(), &key.0, &resource);
+                if let Some(vs) = lookup(&ctx.virtual_services, api, key).await? {
+                    let spec = vs.data.get("spec").cloned().unwrap_or_default();
+                    found.insert(
+                        key.clone(),
+                        VirtualServiceView { namespace: key.0.clone(), name: key.1.clone(), spec },
+                    );
+                }
+            }
+            Some(found)
+        }
+    };
+
+    let uid = rollout.metadata.uid.clone().unwrap_or_default();
+    let selector = rollout
+        .spec
+        .selector
+        .as_ref()
+        .or_else(|| workload.as_ref().and_then(|w| w.selector.as_ref()))
+        .and_then(|s| s.match_labels.clone())
+        .unwrap_or_default();
+    let mut replica_sets: Vec<ReplicaSetView> =
+        ctx.replica_sets.indexed(&uid).iter().map(|rs| replica_set_view(rs, true)).collect();
+    if !selector.is_empty() {
+        let orphans = ctx.replica_sets.indexed(&format!("orphan/{namespace}"));
+        let matches = |rs: &ReplicaSet| selector.iter().all(|(k, v)| rs.labels().get(k) == Some(v));
+        replica_sets.extend(orphans.iter().filter(|rs| matches(rs)).map(|rs| replica_set_view(rs, false)));
+    }
+    replica_sets.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+
+    let pods = if plan::restart_due(rollout, now) && !selector.is_empty() {
+        let label_selector = selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+        let names: Vec<&str> = replica_sets.iter().map(|rs| rs.name.as_str()).collect();
+        let list = Api::<Pod>::namespaced(client.clone(), &namespace)
+            .list(&ListParams::default().labels(&label_selector))
+            .await?;
+        list.items.iter().filter(|pod| owned_by_any(pod, &names)).map(pod_view).collect()
+    } else {
+        Vec::new()
+    };
+
+    Ok(Observed {
+        rollout: rollout.clone(),
+        workload,
+        replica_sets,
+        services,
+        virtual_services,
+        pods,
+        now,
+        config: ctx.settings.plan,
+    })
+}
+
+async fn observe_workload(ctx: &Context, rollout: &Rollout, rollout_key: &Key) -> Result<Option<Workload>, Error> {
+    let namespace = rollout_key.0.clone();
+    let client = ctx.client.clone();
+    let reference = rollout.spec.workload_ref.as_ref();
+    let target = |kind: &str| {
+        reference.filter(|r| r.kind == kind).map(|r| vec![(namespace.clone(), r.name.clone())]).unwrap_or_default()
+    };
+    ctx.deployments.refs.set(rollout_key, target("Deployment"));
+    ctx.workload_replica_sets.refs.set(rollout_key, target("ReplicaSet"));
+    ctx.pod_templates.refs.set(rollout_key, target("PodTemplate"));
+    let Some(reference) = reference else { return Ok(None) };
+    let key = (namespace.clone(), reference.name.clone());
+    Ok(match reference.kind.as_str() {
+        "Deployment" => {
+            lookup(&ctx.deployments, Api::<Deployment>::namespaced(client, &namespace), &key).await?.map(|d| {
+                let spec = d.spec.clone().unwrap_or_default();
+                Workload {
+                    template: spec.template,
+                    selector: Some(spec.selector),
+                    generation: d.metadata.generation,
+                    deployment_replicas: Some(spec.replicas.unwrap_or(1)),
+                    deployment_available: d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0),
+                }
+            })
+        }
+        "ReplicaSet" => lookup(&ctx.workload_replica_sets, Api::<ReplicaSet>::namespaced(client, &namespace), &key)
+            .await?
+            .map(|rs| {
+                let spec = rs.spec.clone().unwrap_or_default();
+                Workload {
+                    template: spec.template.unwrap_or_default(),
+                    selector: Some(spec.selector),
+                    generation: rs.metadata.generation,
+                    ..Default::default()
+                }
+            }),
+        "PodTemplate" => lookup(&ctx.pod_templates, Api::<PodTemplate>::namespaced(client, &namespace), &key)
+            .await?
+            .map(|pt| Workload {
+                template: pt.template.clone().unwrap_or_default(),
+                generation: pt.metadata.generation,
+                ..Default::default()
+            }),
+        _ => None,
+    })
+}
+
+fn parse_time(value: Option<&String>) -> Option<Timestamp> {
+    value.and_then(|v| v.parse().ok())
+}
+
+pub fn replica_set_view(rs: &ReplicaSet, owned: bool) -> ReplicaSetView {
+    let annotations = rs.annotations();
+    let status = rs.status.clone().unwrap_or_default();
+    let spec = rs.spec.as_ref();
+    let failure = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
+        .map(|c| (c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()));
+    ReplicaSetView {
+        name: rs.name_any(),
+        hash: rs.labels().get(POD_TEMPLATE_HASH_LABEL).cloned().unwrap_or_default(),
+        owned,
+        revision: annotations.get(REVISION_ANNOTATION).and_then(|r| r.parse().ok()),
+        revision_history: annotations.get(REVISION_HISTORY_ANNOTATION).cloned(),
+        spec_replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
+        status_replicas: status.replicas,
+        ready: status.ready_replicas.unwrap_or(0),
+        available: status.available_replicas.unwrap_or(0),
+        desired_replicas_annotation: annotations.get(DESIRED_REPLICAS_ANNOTATION).and_then(|r| r.parse().ok()),
+        scale_down_deadline: parse_time(annotations.get(SCALE_DOWN_DEADLINE_ANNOTATION)),
+        min_ready_seconds: spec.and_then(|s| s.min_ready_seconds).unwrap_or(0),
+        created: rs.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        status_current: status.observed_generation >= rs.metadata.generation,
+        failure,
+        deleting: rs.metadata.deletion_timestamp.is_some(),
+    }
+}
+
+fn service_view(service: &Service) -> ServiceView {
+    ServiceView {
+        name: service.name_any(),
+        selector: service.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default(),
+        managed_by: service.annotations().get(MANAGED_BY_ANNOTATION).cloned(),
+    }
+}
+
+fn owned_by_any(pod: &Pod, replica_sets: &[&str]) -> bool {
+    pod.owner_references().iter().any(|o| o.kind == "ReplicaSet" && replica_sets.contains(&o.name.as_str()))
+}
+
+fn pod_view(pod: &Pod) -> PodView {
+    let ready = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conditions| conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    PodView {
+        name: pod.name_any(),
+        hash: pod.labels().get(POD_TEMPLATE_HASH_LABEL).cloned().unwrap_or_default(),
+        created: pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        available: ready,
+        deleting: pod.metadata.deletion_timestamp.is_some(),
+    }
+}

@@ -1,0 +1,245 @@
+//! One reconcile of one Rollout: observe -> plan -> apply (actions, status, events) -> requeue.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{PodTemplate, Service};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ApiResource, DynamicObject};
+use kube::core::error_boundary::DeserializeGuard;
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::Recorder;
+use kube::{Client, ResourceExt};
+use tracing::{Instrument, info_span};
+
+use crate::api::Rollout;
+use crate::cache::{Cache, Key, References, key_of};
+use crate::plan::{self, PlanConfig};
+use crate::runtime::metrics::Metrics;
+use crate::{apply, observe};
+
+#[derive(thiserror::Error, Debug)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("encoding a patch: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("ReplicaSet {0} exists and belongs to something else; retrying with a new pod-template hash")]
+    HashCollision(String),
+    #[error("the apiserver rejected the pod template: {0}")]
+    InvalidTemplate(String),
+    #[error("the VirtualService API is not available")]
+    NoVirtualServiceApi,
+    #[error("caches are not synced yet")]
+    NotSynced,
+}
+
+impl Error {
+    /// A short category for metrics and logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(status)) if status.code == 409 => "conflict",
+            Error::Kube(kube::Error::Api(status)) if status.code == 403 => "forbidden",
+            Error::Kube(kube::Error::Api(status)) if status.code == 422 => "invalid",
+            Error::Kube(_) => "api",
+            Error::Json(_) => "encoding",
+            Error::HashCollision(_) => "hash_collision",
+            Error::InvalidTemplate(_) => "invalid_template",
+            Error::NoVirtualServiceApi => "no_virtualservice_api",
+            Error::NotSynced => "not_synced",
+        }
+    }
+}
+
+/// A cache of referenced objects of one kind, and who references them.
+pub struct Watched<K> {
+    pub cache: Cache<K>,
+    pub refs: References,
+}
+
+impl<K: kube::Resource> Watched<K> {
+    fn new() -> Self {
+        Watched { cache: Cache::new(|_| None), refs: References::default() }
+    }
+}
+
+/// Settings that shape every reconcile.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// Watch only this namespace.
+    pub namespace: Option<String>,
+    /// Manage only Rollouts labelled with this instance id (else only unlabelled ones).
+    pub instance_id: Option<String>,
+    pub plan: PlanConfig,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    /// ReplicaSets with the pod-template-hash label, indexed by controller uid (or orphan/<ns>).
+    pub replica_sets: Cache<ReplicaSet>,
+    pub deployments: Watched<Deployment>,
+    pub workload_replica_sets: Watched<ReplicaSet>,
+    pub pod_templates: Watched<PodTemplate>,
+    pub services: Watched<Service>,
+    pub virtual_services: Watched<DynamicObject>,
+    virtual_service_api: RwLock<Option<ApiResource>>,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    /// Rollouts as this controller last wrote them, until the cache catches up.
+    written: Mutex<HashMap<Key, Arc<Rollout>>>,
+    /// Consecutive failures per Rollout, for exponential backoff.
+    failures: Mutex<HashMap<Key, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, settings: Settings, recorder: Recorder, metrics: Metrics) -> Self {
+        Context {
+            client,
+            settings,
+            replica_sets: Cache::new(observe::replica_set_owner),
+            deployments: Watched::new(),
+            workload_replica_sets: Watched::new(),
+            pod_templates: Watched::new(),
+            services: Watched::new(),
+            virtual_services: Watched::new(),
+            virtual_service_api: RwLock::new(None),
+            recorder,
+            metrics,
+            written: Mutex::default(),
+            failures: Mutex::default(),
+        }
+    }
+
+    pub fn virtual_service_api(&self) -> Option<ApiResource> {
+        self.virtual_service_api.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_virtual_service_api(&self, resource: ApiResource) {
+        *self.virtual_service_api.write().unwrap_or_else(|p| p.into_inner()) = Some(resource);
+    }
+
+    /// Forgets a Rollout that no longer exists.
+    pub fn forget(&self, rollout: &Key) {
+        for refs in [
+            &self.deployments.refs,
+            &self.workload_replica_sets.refs,
+            &self.pod_templates.refs,
+            &self.services.refs,
+            &self.virtual_services.refs,
+        ] {
+            refs.remove(rollout);
+        }
+        self.written.lock().unwrap_or_else(|p| p.into_inner()).remove(rollout);
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(rollout);
+    }
+
+    /// The newer of the cached Rollout and the one this controller last wrote: a reconcile
+    /// triggered before our own write reaches the cache must not act on the older state.
+    fn freshest(&self, cached: &Rollout) -> Rollout {
+        let key = key_of(cached);
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let version = |r: &Rollout| r.resource_version().and_then(|v| v.parse::<u64>().ok());
+        match written.get(&key) {
+            Some(ours) if ours.metadata.uid == cached.metadata.uid && version(ours) > version(cached) => {
+                (**ours).clone()
+            }
+            Some(_) => {
+                written.remove(&key);
+                cached.clone()
+            }
+            None => cached.clone(),
+        }
+    }
+
+    fn remember_written(&self, rollout: Rollout) {
+        self.written.lock().unwrap_or_else(|p| p.into_inner()).insert(key_of(&rollout), Arc::new(rollout));
+    }
+
+    pub fn caches_synced(&self) -> bool {
+        self.replica_sets.synced()
+            && self.deployments.cache.synced()
+            && self.workload_replica_sets.cache.synced()
+            && self.pod_templates.cache.synced()
+            && self.services.cache.synced()
+            && (self.virtual_service_api().is_none() || self.virtual_services.cache.synced())
+    }
+}
+
+/// Clock for plans; tests of the controller itself inject time through `plan`.
+fn now() -> Timestamp {
+    Timestamp::now()
+}
+
+pub async fn reconcile(object: Arc<DeserializeGuard<Rollout>>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let (namespace, name) = match &object.0 {
+        Ok(rollout) => key_of(rollout),
+        Err(invalid) => {
+            (invalid.metadata.namespace.clone().unwrap_or_default(), invalid.metadata.name.clone().unwrap_or_default())
+        }
+    };
+    let span = info_span!("reconcile", namespace = %namespace, name = %name);
+    let started = Instant::now();
+    let result = reconcile_inner(&object, &ctx).instrument(span.clone()).await;
+    ctx.metrics.reconciled(started.elapsed(), result.as_ref().err().map(Error::category));
+    let key = (namespace, name);
+    if result.is_ok() {
+        ctx.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+    }
+    result
+}
+
+async fn reconcile_inner(object: &DeserializeGuard<Rollout>, ctx: &Context) -> Result<Requeue, Error> {
+    let cached = match &object.0 {
+        Ok(rollout) => rollout,
+        Err(invalid) => {
+            let (namespace, name) = (
+                invalid.metadata.namespace.clone().unwrap_or_default(),
+                invalid.metadata.name.clone().unwrap_or_default(),
+            );
+            tracing::warn!(error = %invalid.error, "rollout can't be read");
+            apply::write_invalid_object(ctx, &namespace, &name, &invalid.error).await?;
+            return Ok(Requeue::await_change());
+        }
+    };
+    if !ctx.caches_synced() {
+        return Err(Error::NotSynced);
+    }
+    let rollout = ctx.freshest(cached);
+    let observed = observe::observe(ctx, &rollout, now()).await?;
+    let plan = plan::plan(&observed);
+    tracing::debug!(actions = plan.actions.len(), phase = ?plan.status.phase, "planned");
+    match apply::apply(ctx, &observed, &plan).await {
+        Ok(Some(written)) => ctx.remember_written(written),
+        Ok(None) => {}
+        Err(Error::InvalidTemplate(message)) => {
+            // The apiserver is the judge of pod templates: report its verdict as InvalidSpec.
+            let invalid = plan::invalid_template(&observed, &message);
+            apply::apply(ctx, &observed, &invalid).await?;
+            return Ok(Requeue::await_change());
+        }
+        Err(error) => return Err(error),
+    }
+    Ok(match plan.requeue_after {
+        Some(after) => Requeue::requeue(after),
+        None => Requeue::await_change(),
+    })
+}
+
+/// Transient failures retry with exponential backoff per Rollout: 0.5 s, 1 s, 2 s ... 5 min.
+pub fn error_policy(object: Arc<DeserializeGuard<Rollout>>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    let key = match &object.0 {
+        Ok(rollout) => key_of(rollout),
+        Err(invalid) => {
+            (invalid.metadata.namespace.clone().unwrap_or_default(), invalid.metadata.name.clone().unwrap_or_default())
+        }
+    };
+    let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+    let count = failures.entry(key.clone()).or_insert(0);
+    *count = count.saturating_add(1);
+    let delay = Duration::from_millis(500).saturating_mul(1 << (*count - 1).min(10)).min(Duration::from_secs(300));
+    tracing::warn!(namespace = %key.0, name = %key.1, category = error.category(), %error, retry_in = ?delay, "reconcile failed");
+    Requeue::requeue(delay)
+}

@@ -1,0 +1,43 @@
+//! The admin server: /livez, /readyz and /metrics (OpenMetrics).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use super::Health;
+use super::metrics::Metrics;
+
+#[derive(Clone)]
+struct AdminState {
+    metrics: Metrics,
+    health: Arc<Health>,
+}
+
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Metrics, health: Arc<Health>) {
+    let app = Router::new()
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(AdminState { metrics, health });
+    if let Err(error) = axum::serve(listener, app).await {
+        tracing::error!(%error, "admin server stopped");
+    }
+}
+
+async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
+    if state.health.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: caches are syncing")
+    }
+}
+
+async fn metrics_text(State(state): State<AdminState>) -> impl IntoResponse {
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], state.metrics.encode())
+}

@@ -1,0 +1,72 @@
+//! The controller under test, run in-process and scoped to one test's namespace, so tests run
+//! in parallel without seeing each other's Rollouts.
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use anyhow::Result;
+use rollouts_controller::plan::PlanConfig;
+use rollouts_controller::reconcile::Settings;
+use rollouts_controller::runtime::{self, Options};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::{TestNamespace, admin_client};
+
+/// Settle gap used by tests: long enough to observe, short enough to be quick.
+pub const TEST_SETTLE: Duration = Duration::from_secs(1);
+
+pub struct RunningController {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<()>>>,
+    /// Where its admin server listens.
+    pub admin: SocketAddr,
+}
+
+fn free_local_port() -> Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+impl TestNamespace {
+    /// Starts a controller that manages only this namespace.
+    pub async fn start_controller(&self) -> Result<RunningController> {
+        let admin = free_local_port()?;
+        let options = Options {
+            settings: Settings {
+                namespace: Some(self.name.clone()),
+                instance_id: None,
+                plan: PlanConfig { settle: TEST_SETTLE },
+            },
+            admin_address: Some(admin),
+            concurrency: 4,
+            instance_name: format!("e2e-{}", self.name),
+        };
+        let client = admin_client().await?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(runtime::run(client, options, async move {
+            let _ = stopped.await;
+        }));
+        Ok(RunningController { stop: Some(stop), task: Some(task), admin })
+    }
+}
+
+impl RunningController {
+    /// Stops it the way SIGTERM does: the reconcile in flight finishes first.
+    pub async fn stop(mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task).await???;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RunningController {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! The canary engine end to end: a Rollout with a workloadRef Deployment walks its steps on a
+//! real control plane, with people's actions sent as the Argo plugin sends them.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use e2e::rollouts::{Pods, phase, status};
+use e2e::{DEFAULT_TIMEOUT, TestNamespace, poll_until};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use rollouts_controller::api::{POD_TEMPLATE_HASH_LABEL, Rollout};
+use serde_json::json;
+
+fn deployment(replicas: i32, image: &str) -> String {
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers: [{{name: web, image: "{image}"}}]
+"#
+    )
+}
+
+/// A Rollout of Deployment `web` with the given steps (YAML flow list).
+fn rollout(replicas: i32, steps: &str, extra_canary: &str) -> String {
+    format!(
+        r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {{name: web}}
+spec:
+  replicas: {replicas}
+  workloadRef: {{apiVersion: apps/v1, kind: Deployment, name: web, scaleDown: onsuccess}}
+  strategy:
+    canary:
+      steps: {steps}
+      {extra_canary}
+"#
+    )
+}
+
+const STEPS: &str = "[{setWeight: 25}, {pause: {}}, {setWeight: 50}, {pause: {duration: 5s}}]";
+
+/// Applies the Deployment and the Rollout, starts the controller and waits for Healthy.
+async fn healthy(ns: &TestNamespace, replicas: i32, steps: &str, extra: &str) -> Result<String> {
+    ns.apply(&deployment(replicas, "nginx:1.26")).await?;
+    ns.apply(&rollout(replicas, steps, extra)).await?;
+    let ro = ns.wait_phase("web", "Healthy").await?;
+    Ok(status(&ro).stable_rs.unwrap_or_default())
+}
+
+async fn set_image(ns: &TestNamespace, image: &str) -> Result<()> {
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}});
+    ns.api::<Deployment>().patch("web", &PatchParams::default(), &Patch::Strategic(&patch)).await?;
+    Ok(())
+}
+
+async fn wait_step(ns: &TestNamespace, index: i32, wanted_phase: &str) -> Result<Rollout> {
+    ns.wait_rollout("web", &format!("step {index}, {wanted_phase}"), |r| {
+        status(r).current_step_index == Some(index) && phase(r) == wanted_phase
+    })
+    .await
+}
+
+/// Waits until the ReplicaSet of `hash` has exactly `pods` desired and available.
+async fn wait_pods(ns: &TestNamespace, hash: &str, pods: i32) -> Result<()> {
+    poll_until(DEFAULT_TIMEOUT, || async {
+        Ok((ns.pods_of(hash).await? == Pods { desired: pods, available: pods }).then_some(()))
+    })
+    .await
+    .map_err(|e| e.context(format!("ReplicaSet {hash} never had {pods} available pods")))
+}
+
+async fn promote(ns: &TestNamespace) -> Result<()> {
+    ns.patch_status("web", json!({"status": {"pauseConditions": null}})).await
+}
+
+async fn deployment_replicas(ns: &TestNamespace) -> Result<i32> {
+    Ok(ns.api::<Deployment>().get("web").await?.spec.and_then(|s| s.replicas).unwrap_or(-1))
+}
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn workload_ref_basic_canary_walks_its_steps() -> Result<()> {
+    let ns = TestNamespace::new("canary-steps").await?;
+    let _controller = ns.start_controller().await?;
+    let rev1 = healthy(&ns, 4, STEPS, "").await?;
+    wait_pods(&ns, &rev1, 4).await?;
+    poll_until(DEFAULT_TIMEOUT, || async { Ok((deployment_replicas(&ns).await? == 0).then_some(())) }).await?;
+
+    set_image(&ns, "nginx:1.27").await?;
+    let paused = wait_step(&ns, 1, "Paused").await?;
+    let rev2 = status(&paused).current_pod_hash.unwrap_or_default();
+    assert_ne!(rev1, rev2);
+    wait_pods(&ns, &rev2, 1).await?;
+    wait_pods(&ns, &rev1, 3).await?;
+
+    promote(&ns).await?;
+    wait_step(&ns, 3, "Paused").await?;
+    let paused_at = Instant::now();
+    wait_pods(&ns, &rev2, 2).await?;
+    wait_pods(&ns, &rev1, 2).await?;
+
+    let done = ns.wait_phase("web", "Healthy").await?;
+    assert!(paused_at.elapsed() >= Duration::from_secs(4), "the 5 s pause was honoured");
+    assert_eq!(status(&done).stable_rs.as_deref(), Some(rev2.as_str()));
+    wait_pods(&ns, &rev2, 4).await?;
+    wait_pods(&ns, &rev1, 0).await?;
+
+    // A GitOps re-sync of the Deployment's replicas is undone.
+    ns.api::<Deployment>()
+        .patch("web", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"replicas": 4}})))
+        .await?;
+    poll_until(DEFAULT_TIMEOUT, || async { Ok((deployment_replicas(&ns).await? == 0).then_some(())) }).await?;
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn abort_then_retry() -> Result<()> {
+    let ns = TestNamespace::new("canary-abort").await?;
+    let _controller = ns.start_controller().await?;
+    let rev1 = healthy(&ns, 4, STEPS, "").await?;
+    set_image(&ns, "nginx:1.27").await?;
+    let paused = wait_step(&ns, 1, "Paused").await?;
+    let rev2 = status(&paused).current_pod_hash.unwrap_or_default();
+
+    ns.patch_status("web", json!({"status": {"abort": true}})).await?;
+    let degraded = ns.wait_phase("web", "Degraded").await?;
+    assert!(status(&degraded).message.unwrap_or_default().contains("RolloutAborted"));
+    wait_pods(&ns, &rev2, 0).await?;
+    wait_pods(&ns, &rev1, 4).await?;
+
+    ns.patch_status("web", json!({"status": {"abort": false}})).await?;
+    wait_step(&ns, 1, "Paused").await?;
+    wait_pods(&ns, &rev2, 1).await?;
+    wait_pods(&ns, &rev1, 3).await?;
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn manual_pause_freezes_steps_and_hpa_still_scales() -> Result<()> {
+    let ns = TestNamespace::new("canary-hpa").await?;
+    let _controller = ns.start_controller().await?;
+    let steps = "[{setWeight: 25}, {pause: {duration: 3s}}, {setWeight: 50}]";
+    let rev1 = healthy(&ns, 4, steps, "").await?;
+    set_image(&ns, "nginx:1.27").await?;
+    let at_pause = wait_step(&ns, 1, "Paused").await?;
+    let rev2 = status(&at_pause).current_pod_hash.unwrap_or_default();
+    ns.patch_spec("web", json!({"spec": {"paused": true}})).await?;
+    ns.wait_rollout("web", "manually paused", |r| status(r).message.as_deref() == Some("manually paused")).await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let still = ns.rollout("web").await?;
+    assert_eq!(status(&still).current_step_index, Some(1), "the 3 s pause did not end while paused");
+
+    ns.apply(
+        r#"
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web}
+spec:
+  scaleTargetRef: {apiVersion: argoproj.io/v1alpha1, kind: Rollout, name: web}
+  minReplicas: 6
+  maxReplicas: 8
+"#,
+    )
+    .await?;
+    ns.wait_rollout("web", "the HPA to set 6 replicas", |r| r.spec.replicas == Some(6)).await?;
+    // 25% of 6 with one pod of surge: 2 canary, 5 stable (2 of 7 is the closest to 25%).
+    wait_pods(&ns, &rev2, 2).await?;
+    wait_pods(&ns, &rev1, 5).await?;
+    let ro = ns.rollout("web").await?;
+    assert_eq!(status(&ro).current_step_index, Some(1));
+    assert_eq!(status(&ro).hpa_replicas, Some(7));
+    Ok(())
+}
+
+/// Ready pods of the rollout that are not terminating.
+async fn ready_pods(ns: &TestNamespace) -> Result<Vec<Pod>> {
+    let pods = ns.api::<Pod>().list(&ListParams::default().labels(POD_TEMPLATE_HASH_LABEL)).await?;
+    Ok(pods
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .collect())
+}
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn restart_replaces_every_pod_within_max_unavailable() -> Result<()> {
+    let ns = TestNamespace::new("canary-restart").await?;
+    let _controller = ns.start_controller().await?;
+    healthy(&ns, 4, "[{setWeight: 50}]", "maxUnavailable: 1").await?;
+    let before: Vec<String> = ready_pods(&ns).await?.iter().filter_map(|p| p.metadata.name.clone()).collect();
+    assert_eq!(before.len(), 4);
+
+    // Times have second precision: the next second is after every pod that exists now.
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let restart_at = k8s_openapi::jiff::Timestamp::from_second(now.as_second() + 1)?.to_string();
+    ns.patch_spec("web", json!({"spec": {"restartAt": restart_at}})).await?;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut fewest = i32::MAX;
+    loop {
+        let ready = ready_pods(&ns).await?;
+        fewest = fewest.min(ready.len() as i32);
+        let ro = ns.rollout("web").await?;
+        let restarted = status(&ro).restarted_at.map(|t| t.0.to_string()) == Some(restart_at.clone());
+        if restarted && ready.len() == 4 && ready.iter().all(|p| !before.contains(p.metadata.name.as_ref().unwrap())) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "restart did not finish: {}", ns.describe().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(fewest >= 3, "available pods fell to {fewest}, below replicas - maxUnavailable = 3");
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn invalid_specs_are_reported_and_create_nothing_until_fixed() -> Result<()> {
+    let ns = TestNamespace::new("canary-invalid").await?;
+    let _controller = ns.start_controller().await?;
+    // The referenced Deployment does not exist yet.
+    ns.apply(&rollout(2, "[{setWeight: 50}]", "")).await?;
+    let invalid = ns.wait_phase("web", "Degraded").await?;
+    let message = status(&invalid).message.unwrap_or_default();
+    assert!(message.contains("InvalidSpec") && message.contains("Deployment \"web\" not found"), "{message}");
+    assert!(ns.replica_sets().await?.is_empty());
+
+    ns.apply(&deployment(2, "nginx:1.26")).await?;
+    ns.wait_phase("web", "Healthy").await?;
+
+    // A step this controller does not implement yet is reported, not ignored.
+    ns.apply(&rollout(2, "[{setWeight: 50}, {analysis: {templates: [{templateName: success-rate}]}}]", "")).await?;
+    let unsupported = ns.wait_phase("web", "Degraded").await?;
+    let message = status(&unsupported).message.unwrap_or_default();
+    assert!(message.contains("steps[1].analysis is not supported by this controller yet"), "{message}");
+    set_image(&ns, "nginx:1.27").await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(ns.replica_sets().await?.len(), 1, "no new ReplicaSet for an invalid Rollout");
+
+    ns.apply(&rollout(2, "[{setWeight: 50}]", "")).await?;
+    ns.wait_phase("web", "Healthy").await?;
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn a_restarted_controller_continues_from_the_same_step() -> Result<()> {
+    let ns = TestNamespace::new("canary-resume").await?;
+    let controller = ns.start_controller().await?;
+    let steps = "[{setWeight: 75}, {pause: {}}, {setWeight: 100}, {pause: {}}]";
+    let rev1 = healthy(&ns, 4, steps, "maxSurge: 1\n      maxUnavailable: 0").await?;
+
+    // Stopped while scaling: 75% of 4 with one surge pod takes several moves.
+    set_image(&ns, "nginx:1.27").await?;
+    ns.wait_rollout("web", "the canary ReplicaSet", |r| {
+        status(r).current_pod_hash.as_deref().is_some_and(|h| h != rev1)
+    })
+    .await?;
+    controller.stop().await?;
+    let controller = ns.start_controller().await?;
+    let paused = wait_step(&ns, 1, "Paused").await?;
+    let rev2 = status(&paused).current_pod_hash.unwrap_or_default();
+    wait_pods(&ns, &rev2, 3).await?;
+    wait_pods(&ns, &rev1, 1).await?;
+
+    // Stopped at a pause, promoted while nobody watches: the next controller moves on.
+    controller.stop().await?;
+    promote(&ns).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(status(&ns.rollout("web").await?).current_step_index, Some(1), "nothing moves without a controller");
+    let _controller = ns.start_controller().await?;
+    wait_step(&ns, 3, "Paused").await?;
+    wait_pods(&ns, &rev2, 4).await?;
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn deleting_the_rollout_restores_the_deployment_first() -> Result<()> {
+    let ns = TestNamespace::new("canary-delete").await?;
+    let _controller = ns.start_controller().await?;
+    healthy(&ns, 3, "[{setWeight: 50}]", "").await?;
+    poll_until(DEFAULT_TIMEOUT, || async { Ok((deployment_replicas(&ns).await? == 0).then_some(())) }).await?;
+
+    ns.api::<Rollout>().delete("web", &DeleteParams::background()).await?;
+    let mut deployment_back = None;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let available = ns.api::<Deployment>().get("web").await?.status.and_then(|s| s.available_replicas).unwrap_or(0);
+        let rollout_rs =
+            ns.api::<ReplicaSet>().list(&ListParams::default().labels(POD_TEMPLATE_HASH_LABEL)).await?.items.len();
+        if available >= 3 && deployment_back.is_none() {
+            deployment_back = Some(rollout_rs);
+        }
+        if rollout_rs == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the Rollout's ReplicaSets were not collected: {}", ns.describe().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(deployment_back, Some(1), "the Deployment had its pods back while the Rollout's still existed");
+    Ok(())
+}
