@@ -184,44 +184,46 @@ impl References {
         self.links.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Records what `rollout` references now. Returns the targets that nobody referenced before.
+    /// Records what `rollout` references now. Returns what it referenced before and no longer
+    /// does, so the caller can release those objects.
     pub fn set(&self, rollout: &RolloutKey, targets: Vec<Key>) -> Vec<Key> {
         let mut links = self.write();
-        if links.targets.get(rollout) == Some(&targets) {
+        if links.targets.get(rollout).is_some_and(|current| *current == targets) {
             return Vec::new();
         }
-        Self::unlink(&mut links, rollout);
-        let mut new = Vec::new();
+        let previous = Self::unlink(&mut links, rollout);
         for target in &targets {
             let referrers = links.rollouts.entry(target.clone()).or_default();
-            if referrers.is_empty() {
-                new.push(target.clone());
-            }
+            let first = referrers.is_empty();
             referrers.insert(rollout.clone());
+            if first {
+                links.unconfirmed.insert(target.clone());
+            }
         }
-        for target in &new {
-            links.unconfirmed.insert(target.clone());
-        }
+        let dropped = previous.into_iter().filter(|old| !targets.contains(old)).collect();
         if !targets.is_empty() {
             links.targets.insert(rollout.clone(), targets);
         }
-        new
+        dropped
     }
 
     pub fn remove(&self, rollout: &RolloutKey) {
         Self::unlink(&mut self.write(), rollout);
     }
 
-    fn unlink(links: &mut Links, rollout: &RolloutKey) {
-        for target in links.targets.remove(rollout).unwrap_or_default() {
-            if let Some(referrers) = links.rollouts.get_mut(&target) {
+    /// Removes the links of `rollout`; returns what it referenced.
+    fn unlink(links: &mut Links, rollout: &RolloutKey) -> Vec<Key> {
+        let targets = links.targets.remove(rollout).unwrap_or_default();
+        for target in &targets {
+            if let Some(referrers) = links.rollouts.get_mut(target) {
                 referrers.remove(rollout);
                 if referrers.is_empty() {
-                    links.rollouts.remove(&target);
-                    links.unconfirmed.remove(&target);
+                    links.rollouts.remove(target);
+                    links.unconfirmed.remove(target);
                 }
             }
         }
+        targets
     }
 
     pub fn is_referenced(&self, target: &Key) -> bool {
@@ -286,7 +288,7 @@ mod tests {
     fn keeps_only_what_is_referenced_and_reports_changes() {
         let cache: Cache<Service> = Cache::new(|_| None);
         let refs = References::default();
-        assert_eq!(refs.set(&key("ro"), vec![key("a")]), vec![key("a")]);
+        assert!(refs.set(&key("ro"), vec![key("a")]).is_empty());
         let keep = |k: &Key| refs.is_referenced(k);
         let keys = |objects: Vec<Arc<Service>>| objects.iter().map(|o| key_of(o.as_ref())).collect::<Vec<_>>();
         assert_eq!(keys(cache.apply(Event::Apply(service("a", "1")), keep)), vec![key("a")]);
@@ -326,8 +328,10 @@ mod tests {
         assert!(refs.unconfirmed(&key("svc")));
         refs.confirm(&key("svc"));
         assert!(!refs.unconfirmed(&key("svc")));
-        assert!(refs.set(&key("r2"), vec![key("svc")]).is_empty(), "already referenced by r1");
+        refs.set(&key("r2"), vec![key("svc")]);
+        assert!(!refs.unconfirmed(&key("svc")), "already known through r1");
         refs.remove(&key("r1"));
         assert!(refs.is_referenced(&key("svc")), "r2 still references it");
+        assert_eq!(refs.set(&key("r2"), vec![key("other")]), vec![key("svc")], "dropped references are returned");
     }
 }

@@ -92,9 +92,17 @@ impl User {
 pub struct TestNamespace {
     pub client: Client,
     pub name: String,
+    /// Whether dropping this handle deletes the namespace.
+    owned: bool,
 }
 
 impl TestNamespace {
+    /// Another handle on an existing test namespace (e.g. for a background task); dropping it
+    /// leaves the namespace alone.
+    pub fn attach(client: Client, name: String) -> Self {
+        TestNamespace { client, name, owned: false }
+    }
+
     /// Creates a fresh namespace named after the test.
     pub async fn new(test: &str) -> Result<Self> {
         Self::with_labels(test, &[]).await
@@ -115,7 +123,7 @@ impl TestNamespace {
             "metadata": { "name": name, "labels": all_labels }
         }))?;
         Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await?;
-        Ok(TestNamespace { client, name })
+        Ok(TestNamespace { client, name, owned: true })
     }
 
     pub fn api<K>(&self) -> Api<K>
@@ -208,6 +216,9 @@ impl TestNamespace {
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         if std::env::var_os("ROLLOUTS_E2E_KEEP").is_some() {
             eprintln!("keeping namespace {} (ROLLOUTS_E2E_KEEP is set)", self.name);
             return;

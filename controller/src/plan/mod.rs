@@ -526,7 +526,9 @@ impl<'a> Planner<'a> {
         let index = self.index();
         let step = &self.valid.steps[index];
         let total = self.valid.steps.len();
-        let done = if let Some(pause) = &step.pause {
+        let done = if self.at_match_traffic_weight() {
+            true
+        } else if let Some(pause) = &step.pause {
             self.pause_done(pause.duration.as_ref(), index, total)
         } else if step.set_weight.is_some() || step.set_canary_scale.is_some() {
             let (canary, stable) = self.targets();
@@ -606,30 +608,76 @@ impl<'a> Planner<'a> {
         if self.aborted() { 0 } else { steps::set_weight_at(self.valid.steps, self.index()) }
     }
 
+    fn current_step(&self) -> Option<&'a crate::api::CanaryStep> {
+        self.valid.steps.get(self.index())
+    }
+
+    /// A `setCanaryScale{matchTrafficWeight}` step only hands the canary's size back to the
+    /// weights; it sizes nothing itself, so the canary never drops to zero on the way.
+    fn at_match_traffic_weight(&self) -> bool {
+        !self.aborted()
+            && self
+                .current_step()
+                .and_then(|s| s.set_canary_scale.as_ref())
+                .is_some_and(|s| s.match_traffic_weight == Some(true))
+    }
+
+    /// Whether the canary Service selects the current template's pods now.
+    fn canary_service_on_canary(&self) -> bool {
+        self.valid.services.is_some_and(|(_, canary)| self.service_hash(canary) == Some(self.hash.as_str()))
+    }
+
+    /// Pods the canary should end up with at this step (before any hold).
+    fn canary_goal(&self) -> i32 {
+        if self.stable_rs().is_none() {
+            return self.replicas;
+        }
+        if self.routed() {
+            return self.routed_targets().0;
+        }
+        let (surge, _) = replicas::fenceposts(
+            self.valid.canary.max_surge.as_ref(),
+            self.valid.canary.max_unavailable.as_ref(),
+            self.replicas,
+        );
+        replicas::weighted_split(self.replicas, self.replica_weight(), surge).0
+    }
+
+    fn routed_targets(&self) -> (i32, i32) {
+        let canary = self.valid.canary;
+        let explicit = (!self.aborted()).then(|| steps::canary_scale_at(self.valid.steps, self.index())).flatten();
+        let weight = explicit.and_then(|s| s.weight).unwrap_or_else(|| self.replica_weight());
+        let observed = self.observed_weights();
+        let actual = observed.first().map(|w| (*w, 100 - *w));
+        replicas::routed_canary(RoutedCanary {
+            replicas: self.replicas,
+            weight,
+            explicit_canary: explicit.and_then(|s| s.replicas),
+            min_pods_per_replica_set: canary.min_pods_per_replica_set,
+            dynamic_stable_scale: canary.dynamic_stable_scale == Some(true),
+            actual_weights: actual,
+            aborted: self.aborted(),
+        })
+    }
+
     /// Desired pods of the canary (current template) and stable ReplicaSets.
     fn targets(&self) -> (i32, i32) {
+        let (canary_pods, stable_pods) = self.unheld_targets();
+        let current = self.new_rs.map_or(0, |rs| rs.spec_replicas);
+        // Pods a Service still selects stay until it has moved away (see `route_services`).
+        let hold = self.at_match_traffic_weight()
+            || self.stable_rs().is_some() && self.canary_goal() == 0 && self.canary_service_on_canary()
+            || self.aborted() && self.routed() && !self.abort_scale_down_due();
+        (if hold { canary_pods.max(current) } else { canary_pods }, stable_pods)
+    }
+
+    fn unheld_targets(&self) -> (i32, i32) {
         let Some(stable) = self.stable_rs() else {
             return (self.replicas, 0);
         };
         let canary = self.valid.canary;
         if self.routed() {
-            let explicit = (!self.aborted()).then(|| steps::canary_scale_at(self.valid.steps, self.index())).flatten();
-            let weight = explicit.and_then(|s| s.weight).unwrap_or_else(|| self.replica_weight());
-            let observed = self.observed_weights();
-            let actual = observed.first().map(|w| (*w, 100 - *w));
-            let (mut canary_pods, stable_pods) = replicas::routed_canary(RoutedCanary {
-                replicas: self.replicas,
-                weight,
-                explicit_canary: explicit.and_then(|s| s.replicas),
-                min_pods_per_replica_set: canary.min_pods_per_replica_set,
-                dynamic_stable_scale: canary.dynamic_stable_scale == Some(true),
-                actual_weights: actual,
-                aborted: self.aborted(),
-            });
-            if self.aborted() && !self.abort_scale_down_due() {
-                canary_pods = canary_pods.max(self.new_rs.map_or(0, |rs| rs.spec_replicas));
-            }
-            return (canary_pods, stable_pods);
+            return self.routed_targets();
         }
         let (surge, unavailable) =
             replicas::fenceposts(canary.max_surge.as_ref(), canary.max_unavailable.as_ref(), self.replicas);
@@ -850,7 +898,23 @@ impl<'a> Planner<'a> {
         true
     }
 
+    /// Services this Rollout manages but no longer names get their plain selector back.
+    fn release_services(&mut self) {
+        let named: Vec<&str> = self.valid.services.map(|(stable, canary)| vec![stable, canary]).unwrap_or_default();
+        let released: Vec<String> = self
+            .observed
+            .services
+            .values()
+            .filter(|s| s.managed_by.as_deref() == Some(self.name()) && !named.contains(&s.name.as_str()))
+            .map(|s| s.name.clone())
+            .collect();
+        for service in released {
+            self.actions.push(Action::SetServiceSelector { service, hash: None });
+        }
+    }
+
     fn route_services(&mut self) {
+        self.release_services();
         let Some((stable_service, canary_service)) = self.valid.services else {
             return;
         };
@@ -862,8 +926,11 @@ impl<'a> Planner<'a> {
         {
             self.traffic_moved();
         }
-        let canary_target = if self.aborted() { stable.clone() } else { self.hash.clone() };
-        if self.aborted() && self.routed() {
+        // After an abort, or while the step wants no canary pods, the canary Service serves the
+        // stable pods.
+        let canary_home = self.aborted() || self.stable_rs().is_some() && self.canary_goal() == 0;
+        let canary_target = if canary_home { stable.clone() } else { self.hash.clone() };
+        if canary_home && self.routed() {
             // Traffic goes back to stable first; the canary Service follows once that settled.
             let weights_zero = self.observed_weights().iter().all(|w| *w == 0);
             if self.service_hash(canary_service) != Some(canary_target.as_str())

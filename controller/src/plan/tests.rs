@@ -808,6 +808,12 @@ fn check_invariants(replicas: i32, steps: Vec<CanaryStep>, routed: bool, script:
             }
             sim.apply(&plan);
             sim.plans.push(plan);
+            for service in sim.observed.services.values() {
+                if let Some(hash) = service.selector.get(POD_TEMPLATE_HASH_LABEL) {
+                    let pods = sim.rs(hash).map_or(0, |rs| rs.spec_replicas);
+                    prop_assert!(pods > 0, "Service {} selects {hash}, which was scaled to zero", service.name);
+                }
+            }
         }
     }
     // Convergence: with pods ready and time frozen, the plans reach a fixed point.
@@ -825,5 +831,21 @@ proptest! {
     #[test]
     fn plans_keep_the_invariants((replicas, steps, routed, script) in any_scenario()) {
         check_invariants(replicas, steps, routed, script)?;
+    }
+}
+
+#[test]
+fn services_are_released_when_the_rollout_stops_naming_them() {
+    let mut sim = Sim::new(observed(with_istio(rollout(2, vec![set_weight(50)]))));
+    sim.settle();
+    assert_eq!(sim.observed.services["web-stable"].managed_by.as_deref(), Some("web"));
+    let canary = sim.observed.rollout.spec.strategy.canary.as_mut().unwrap();
+    canary.traffic_routing = None;
+    canary.stable_service = None;
+    canary.canary_service = None;
+    sim.settle();
+    for name in ["web-stable", "web-canary"] {
+        assert_eq!(sim.selector(name), None, "{name} selects the app's pods again");
+        assert_eq!(sim.observed.services[name].managed_by, None);
     }
 }

@@ -1,0 +1,451 @@
+//! Traffic routing end to end: stable/canary Service selectors and Istio VirtualService weights,
+//! promoted with plain kubectl-style patches, with an observer that checks every state it sees.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use e2e::rollouts::{phase, status};
+use e2e::{DEFAULT_TIMEOUT, TestNamespace, poll_until, read_repo_file};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use rollouts_controller::api::{MANAGED_BY_ANNOTATION, POD_TEMPLATE_HASH_LABEL};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+const NAME: &str = "istio-demo";
+
+fn vs_api(client: &Client, namespace: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("networking.istio.io", "v1", "VirtualService");
+    Api::namespaced_with(client.clone(), namespace, &ApiResource::from_gvk(&gvk))
+}
+
+/// What traffic looks like at one instant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct TrafficState {
+    /// (stable, canary) weights of route `primary`.
+    weights: (i64, i64),
+    stable_selects: Option<String>,
+    canary_selects: Option<String>,
+    /// Available pods by pod-template hash.
+    available: BTreeMap<String, i32>,
+}
+
+fn state_of(vs: &DynamicObject, stable: &Service, canary: &Service, replica_sets: &[&ReplicaSet]) -> TrafficState {
+    let destinations = &vs.data["spec"]["http"][0]["route"];
+    let weight = |i: usize| destinations[i]["weight"].as_i64().unwrap_or(0);
+    let selects = |service: &Service| service.spec.as_ref()?.selector.as_ref()?.get(POD_TEMPLATE_HASH_LABEL).cloned();
+    let available = replica_sets
+        .iter()
+        .map(|rs| {
+            let hash = rs.labels().get(POD_TEMPLATE_HASH_LABEL).cloned().unwrap_or_default();
+            (hash, rs.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0))
+        })
+        .collect();
+    TrafficState {
+        weights: (weight(0), weight(1)),
+        stable_selects: selects(stable),
+        canary_selects: selects(canary),
+        available,
+    }
+}
+
+async fn traffic_state(ns: &TestNamespace) -> Result<TrafficState> {
+    let vs = vs_api(&ns.client, &ns.name).get(NAME).await?;
+    let services = ns.api::<Service>();
+    let stable = services.get("istio-demo-stable").await?;
+    let canary = services.get("istio-demo-canary").await?;
+    let replica_sets = ns.api::<ReplicaSet>().list(&ListParams::default().labels(POD_TEMPLATE_HASH_LABEL)).await?;
+    Ok(state_of(&vs, &stable, &canary, &replica_sets.items.iter().collect::<Vec<_>>()))
+}
+
+impl TrafficState {
+    /// No Service selects pods that aren't available, and no weight reaches such a Service.
+    fn check(&self) -> Result<()> {
+        let serving = |hash: &Option<String>| hash.as_ref().and_then(|h| self.available.get(h)).copied().unwrap_or(0);
+        let (stable_weight, canary_weight) = self.weights;
+        for (service, hash, weight) in
+            [("stable", &self.stable_selects, stable_weight), ("canary", &self.canary_selects, canary_weight)]
+        {
+            if hash.is_some() && serving(hash) == 0 {
+                bail!("the {service} Service selects {hash:?}, which has no available pods: {self:?}");
+            }
+            if weight > 0 && hash.is_some() && serving(hash) == 0 {
+                bail!("weight {weight} goes to the {service} Service with no available pods: {self:?}");
+            }
+        }
+        if stable_weight + canary_weight != 100 {
+            bail!("weights don't add up to 100: {self:?}");
+        }
+        Ok(())
+    }
+}
+
+/// Watches the VirtualService, the Services and the ReplicaSets, and checks every state the
+/// apiserver shows, recording each distinct one.
+struct Observer {
+    states: Arc<Mutex<Vec<TrafficState>>>,
+    task: JoinHandle<Result<()>>,
+}
+
+/// The objects the observer has seen last.
+#[derive(Default)]
+struct Seen {
+    virtual_service: Option<DynamicObject>,
+    services: BTreeMap<String, Service>,
+    replica_sets: BTreeMap<String, ReplicaSet>,
+}
+
+enum Change {
+    VirtualService(DynamicObject),
+    Service(Service),
+    ReplicaSet(ReplicaSet),
+}
+
+impl Seen {
+    fn apply(&mut self, change: Change) {
+        match change {
+            Change::VirtualService(vs) => self.virtual_service = Some(vs),
+            Change::Service(service) => {
+                self.services.insert(service.name_any(), service);
+            }
+            Change::ReplicaSet(rs) => {
+                self.replica_sets.insert(rs.name_any(), rs);
+            }
+        }
+    }
+
+    fn state(&self) -> Option<TrafficState> {
+        let vs = self.virtual_service.as_ref()?;
+        let stable = self.services.get("istio-demo-stable")?;
+        let canary = self.services.get("istio-demo-canary")?;
+        let replica_sets: Vec<&ReplicaSet> = self.replica_sets.values().collect();
+        Some(state_of(vs, stable, canary, &replica_sets))
+    }
+}
+
+impl Observer {
+    fn start(ns: &TestNamespace) -> Observer {
+        let states = Arc::new(Mutex::new(Vec::<TrafficState>::new()));
+        let (recorded, client, namespace) = (states.clone(), ns.client.clone(), ns.name.clone());
+        let task = tokio::spawn(async move {
+            let config = || watcher::Config::default();
+            let vs = watcher::watcher(vs_api(&client, &namespace), config())
+                .applied_objects()
+                .map_ok(Change::VirtualService)
+                .boxed();
+            let services = watcher::watcher(Api::<Service>::namespaced(client.clone(), &namespace), config())
+                .applied_objects()
+                .map_ok(Change::Service)
+                .boxed();
+            let replica_sets = watcher::watcher(
+                Api::<ReplicaSet>::namespaced(client.clone(), &namespace),
+                config().labels(POD_TEMPLATE_HASH_LABEL),
+            )
+            .applied_objects()
+            .map_ok(Change::ReplicaSet)
+            .boxed();
+            let mut changes = futures::stream::select_all([vs, services, replica_sets]);
+            let mut seen = Seen::default();
+            while let Some(change) = changes.try_next().await? {
+                seen.apply(change);
+                let Some(state) = seen.state() else { continue };
+                let mut states = recorded.lock().expect("observer lock");
+                if let Err(error) = state.check() {
+                    bail!("{error}\nstates seen before:\n{:#?}", *states);
+                }
+                if states.last() != Some(&state) {
+                    states.push(state);
+                }
+            }
+            Ok(())
+        });
+        Observer { states, task }
+    }
+
+    /// Stops observing; fails if any state broke an invariant.
+    async fn finish(self) -> Result<Vec<TrafficState>> {
+        if self.task.is_finished() {
+            self.task.await??;
+            bail!("the observer stopped early");
+        }
+        self.task.abort();
+        Ok(self.states.lock().expect("observer lock").clone())
+    }
+}
+
+/// The VirtualService document of the example, as committed.
+fn example_virtual_service() -> String {
+    let example = read_repo_file("examples/istio-canary.yaml");
+    example
+        .split("\n---")
+        .find(|doc| doc.contains("kind: VirtualService"))
+        .expect("the example has a VirtualService")
+        .to_string()
+}
+
+async fn promote(ns: &TestNamespace) -> Result<()> {
+    ns.patch_status(NAME, json!({"status": {"pauseConditions": null}})).await
+}
+
+async fn wait_paused_at(ns: &TestNamespace, index: i32) -> Result<()> {
+    ns.wait_rollout(NAME, &format!("paused at step {index}"), |r| {
+        phase(r) == "Paused" && status(r).current_step_index == Some(index)
+    })
+    .await?;
+    Ok(())
+}
+
+async fn set_image(ns: &TestNamespace, image: &str) -> Result<()> {
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "demo", "image": image}]}}}});
+    ns.api::<Deployment>().patch(NAME, &PatchParams::default(), &Patch::Strategic(&patch)).await?;
+    Ok(())
+}
+
+/// The example, Healthy, with the revision-1 hash.
+async fn example_healthy(ns: &TestNamespace) -> Result<String> {
+    ns.apply(&read_repo_file("examples/istio-canary.yaml")).await?;
+    let healthy = ns.wait_phase(NAME, "Healthy").await?;
+    Ok(status(&healthy).stable_rs.unwrap_or_default())
+}
+
+async fn wait_traffic(ns: &TestNamespace, what: &str, done: impl Fn(&TrafficState) -> bool) -> Result<TrafficState> {
+    poll_until(DEFAULT_TIMEOUT, || async {
+        let state = traffic_state(ns).await?;
+        Ok(done(&state).then_some(state))
+    })
+    .await
+    .map_err(|e| e.context(format!("waiting for {what}")))
+}
+
+fn dedup<T: PartialEq + Clone>(values: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for value in values {
+        if out.last() != Some(&value) {
+            out.push(value);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn example_istio_canary_end_to_end_drops_no_traffic() -> Result<()> {
+    let ns = TestNamespace::new("traffic-example").await?;
+    let _controller = ns.start_controller().await?;
+    let rev1 = example_healthy(&ns).await?;
+    let initial = traffic_state(&ns).await?;
+    assert_eq!(initial.weights, (100, 0));
+    assert_eq!(
+        (initial.stable_selects.as_deref(), initial.canary_selects.as_deref()),
+        (Some(rev1.as_str()), Some(rev1.as_str()))
+    );
+
+    let observer = Observer::start(&ns);
+    set_image(&ns, "argoproj/rollouts-demo:yellow").await?;
+    wait_paused_at(&ns, 1).await?;
+    let rev2 = status(&ns.rollout(NAME).await?).current_pod_hash.unwrap_or_default();
+    let at_scale = wait_traffic(&ns, "setCanaryScale replicas 2", |s| s.available.get(&rev2) == Some(&2)).await?;
+    assert_eq!(at_scale.weights, (100, 0), "setCanaryScale moves no traffic");
+
+    // Each manual pause, in order: after setWeight 1, 10 and 50.
+    for (pause_index, canary_weight, canary_pods) in [(4, 1, 1), (6, 10, 1), (9, 50, 2)] {
+        promote(&ns).await?;
+        wait_paused_at(&ns, pause_index).await?;
+        let state = traffic_state(&ns).await?;
+        assert_eq!(state.weights, (100 - canary_weight, canary_weight), "at step {pause_index}");
+        assert_eq!(state.canary_selects.as_deref(), Some(rev2.as_str()));
+        // A scale-down shows in the ReplicaSet's status a moment after the step completes.
+        wait_traffic(&ns, &format!("{canary_pods} canary pods at step {pause_index}"), |s| {
+            s.available.get(&rev2) == Some(&canary_pods)
+        })
+        .await?;
+    }
+    promote(&ns).await?;
+    // setWeight 70, 90, 100, then a 15 s pause, then the promotion.
+    let healthy = ns.wait_phase(NAME, "Healthy").await?;
+    assert_eq!(status(&healthy).stable_rs.as_deref(), Some(rev2.as_str()));
+    let done = traffic_state(&ns).await?;
+    assert_eq!(done.weights, (100, 0));
+    assert_eq!(done.stable_selects.as_deref(), Some(rev2.as_str()));
+    assert_eq!(done.available.get(&rev1), Some(&3), "the old pods are kept for scaleDownDelaySeconds");
+    wait_traffic(&ns, "the old pods to go after the delay", |s| s.available.get(&rev1) == Some(&0)).await?;
+    let states = observer.finish().await?;
+
+    let canary_weights = dedup(states.iter().map(|s| s.weights.1));
+    assert_eq!(canary_weights, vec![0, 1, 10, 30, 50, 70, 90, 100, 0], "{states:#?}");
+    // The stable Service moved to the new pods only while the canary held all the traffic,
+    // and the weights went back only after that.
+    let switch = states
+        .iter()
+        .position(|s| s.stable_selects.as_deref() == Some(rev2.as_str()))
+        .expect("stable Service switched");
+    assert_eq!(states[switch].weights, (0, 100), "{:#?}", &states[switch.saturating_sub(1)..]);
+    assert!(states[..switch].iter().all(|s| s.stable_selects.as_deref() == Some(rev1.as_str())));
+    let first_weight = states.iter().position(|s| s.weights.1 > 0).expect("traffic moved");
+    assert!(
+        states[..=first_weight].iter().any(|s| s.canary_selects.as_deref() == Some(rev2.as_str())),
+        "canary Service moved before any weight"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn abort_moves_traffic_back_first_and_scales_the_canary_down_after_the_delay() -> Result<()> {
+    let ns = TestNamespace::new("traffic-abort").await?;
+    let _controller = ns.start_controller().await?;
+    let example = read_repo_file("examples/istio-canary.yaml")
+        .replace("trafficRouting:", "abortScaleDownDelaySeconds: 5\n      trafficRouting:");
+    ns.apply(&example).await?;
+    let rev1 = status(&ns.wait_phase(NAME, "Healthy").await?).stable_rs.unwrap_or_default();
+    let observer = Observer::start(&ns);
+    set_image(&ns, "argoproj/rollouts-demo:yellow").await?;
+    wait_paused_at(&ns, 1).await?;
+    promote(&ns).await?;
+    wait_paused_at(&ns, 4).await?;
+    promote(&ns).await?;
+    wait_paused_at(&ns, 6).await?;
+    let rev2 = status(&ns.rollout(NAME).await?).current_pod_hash.unwrap_or_default();
+
+    ns.patch_status(NAME, json!({"status": {"abort": true}})).await?;
+    ns.wait_phase(NAME, "Degraded").await?;
+    wait_traffic(&ns, "the canary to scale down", |s| s.available.get(&rev2) == Some(&0)).await?;
+    let states = observer.finish().await?;
+    let at_ten = states.iter().position(|s| s.weights.1 == 10).expect("10% reached the canary");
+    let back = at_ten + states[at_ten..].iter().position(|s| s.weights == (100, 0)).expect("weight back to stable");
+    let after = &states[back..];
+    let canary_back = after
+        .iter()
+        .position(|s| s.canary_selects.as_deref() == Some(rev1.as_str()))
+        .expect("canary Service back on stable");
+    let scaled = after.iter().position(|s| s.available.get(&rev2) == Some(&0)).expect("canary scaled down");
+    assert!(canary_back > 0 && scaled > canary_back, "weight, then Service, then pods: {states:#?}");
+    let final_state = states.last().expect("states");
+    assert_eq!(final_state.available.get(&rev1), Some(&3));
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn external_weight_edits_are_put_back() -> Result<()> {
+    let ns = TestNamespace::new("traffic-gitops").await?;
+    let _controller = ns.start_controller().await?;
+    example_healthy(&ns).await?;
+    set_image(&ns, "argoproj/rollouts-demo:yellow").await?;
+    wait_paused_at(&ns, 1).await?;
+    promote(&ns).await?;
+    wait_paused_at(&ns, 4).await?;
+    promote(&ns).await?;
+    wait_paused_at(&ns, 6).await?;
+    // A GitOps re-apply of the VirtualService as committed: 100/0.
+    let reapplied = std::time::Instant::now();
+    ns.apply(&example_virtual_service()).await?;
+    wait_traffic(&ns, "the weights put back", |s| s.weights == (90, 10)).await?;
+    assert!(reapplied.elapsed() < Duration::from_secs(5), "put back after {:?}", reapplied.elapsed());
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn a_missing_virtual_service_is_invalid_until_created() -> Result<()> {
+    let ns = TestNamespace::new("traffic-missing-vs").await?;
+    let _controller = ns.start_controller().await?;
+    example_healthy(&ns).await?;
+    vs_api(&ns.client, &ns.name).delete(NAME, &DeleteParams::default()).await?;
+    set_image(&ns, "argoproj/rollouts-demo:yellow").await?;
+    let invalid = ns.wait_phase(NAME, "Degraded").await?;
+    let message = status(&invalid).message.unwrap_or_default();
+    assert!(message.contains("VirtualService \"istio-demo\" not found"), "{message}");
+    assert_eq!(ns.replica_sets().await?.len(), 1, "nothing is rolled out without its VirtualService");
+
+    ns.apply(&example_virtual_service()).await?;
+    wait_paused_at(&ns, 1).await?;
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn only_the_named_route_is_managed() -> Result<()> {
+    let ns = TestNamespace::new("traffic-routes").await?;
+    let _controller = ns.start_controller().await?;
+    let example = read_repo_file("examples/istio-canary.yaml");
+    ns.apply(&example).await?;
+    // A second route, e.g. for an internal health endpoint, that the Rollout doesn't manage.
+    let mut vs = vs_api(&ns.client, &ns.name).get(NAME).await?;
+    let second = json!({"name": "admin", "route": [{"destination": {"host": "istio-demo-stable"}, "weight": 100},
+                                                   {"destination": {"host": "istio-demo-canary"}, "weight": 0}]});
+    vs.data["spec"]["http"].as_array_mut().expect("http routes").push(second.clone());
+    vs.metadata.managed_fields = None;
+    vs_api(&ns.client, &ns.name).patch(NAME, &PatchParams::apply("e2e").force(), &Patch::Apply(&vs)).await?;
+    ns.wait_phase(NAME, "Healthy").await?;
+    set_image(&ns, "argoproj/rollouts-demo:yellow").await?;
+    wait_paused_at(&ns, 1).await?;
+    promote(&ns).await?;
+    wait_paused_at(&ns, 4).await?;
+    assert_eq!(traffic_state(&ns).await?.weights, (99, 1));
+    let admin = vs_api(&ns.client, &ns.name).get(NAME).await?.data["spec"]["http"][1].clone();
+    assert_eq!(admin, second, "the unmanaged route is untouched");
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn hpa_scales_a_traffic_routed_rollout() -> Result<()> {
+    let ns = TestNamespace::new("traffic-hpa").await?;
+    let _controller = ns.start_controller().await?;
+    let rev1 = example_healthy(&ns).await?;
+    let hpa = json!({"spec": {"minReplicas": 5}});
+    ns.api::<HorizontalPodAutoscaler>().patch(NAME, &PatchParams::default(), &Patch::Merge(&hpa)).await?;
+    ns.wait_rollout(NAME, "5 replicas from the HPA", |r| {
+        r.spec.replicas == Some(5) && status(r).available_replicas == Some(5)
+    })
+    .await?;
+    assert_eq!(traffic_state(&ns).await?.available.get(&rev1), Some(&5));
+
+    // Mid-canary the canary is re-sized for the new count, and no step advances.
+    set_image(&ns, "argoproj/rollouts-demo:yellow").await?;
+    wait_paused_at(&ns, 1).await?;
+    promote(&ns).await?;
+    wait_paused_at(&ns, 4).await?;
+    let hpa = json!({"spec": {"minReplicas": 7, "maxReplicas": 10}});
+    ns.api::<HorizontalPodAutoscaler>().patch(NAME, &PatchParams::default(), &Patch::Merge(&hpa)).await?;
+    ns.wait_rollout(NAME, "7 replicas", |r| r.spec.replicas == Some(7)).await?;
+    wait_traffic(&ns, "7 stable pods", |s| s.available.get(&rev1) == Some(&7)).await?;
+    let ro = ns.rollout(NAME).await?;
+    assert_eq!(status(&ro).current_step_index, Some(4));
+    assert_eq!(traffic_state(&ns).await?.weights, (99, 1), "scaling changes no weight");
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn deleting_the_rollout_releases_its_services() -> Result<()> {
+    let ns = TestNamespace::new("traffic-release").await?;
+    let _controller = ns.start_controller().await?;
+    example_healthy(&ns).await?;
+    ns.api::<rollouts_controller::api::Rollout>().delete(NAME, &DeleteParams::background()).await?;
+    poll_until(DEFAULT_TIMEOUT, || async {
+        let services = ns.api::<Service>();
+        let mut released = true;
+        for name in ["istio-demo-stable", "istio-demo-canary"] {
+            let service = services.get(name).await?;
+            let selector = service.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
+            released &= !selector.contains_key(POD_TEMPLATE_HASH_LABEL)
+                && !service.annotations().contains_key(MANAGED_BY_ANNOTATION);
+        }
+        Ok(released.then_some(()))
+    })
+    .await?;
+    let selector: Option<Value> =
+        ns.api::<Service>().get("istio-demo-stable").await?.spec.and_then(|s| s.selector).map(|s| json!(s));
+    assert_eq!(selector, Some(json!({"app": "istio-demo"})));
+    Ok(())
+}
