@@ -104,20 +104,20 @@ struct Seen {
 }
 
 enum Change {
-    VirtualService(DynamicObject),
-    Service(Service),
-    ReplicaSet(ReplicaSet),
+    VirtualService(Box<DynamicObject>),
+    Service(Box<Service>),
+    ReplicaSet(Box<ReplicaSet>),
 }
 
 impl Seen {
     fn apply(&mut self, change: Change) {
         match change {
-            Change::VirtualService(vs) => self.virtual_service = Some(vs),
+            Change::VirtualService(vs) => self.virtual_service = Some(*vs),
             Change::Service(service) => {
-                self.services.insert(service.name_any(), service);
+                self.services.insert(service.name_any(), *service);
             }
             Change::ReplicaSet(rs) => {
-                self.replica_sets.insert(rs.name_any(), rs);
+                self.replica_sets.insert(rs.name_any(), *rs);
             }
         }
     }
@@ -139,18 +139,18 @@ impl Observer {
             let config = || watcher::Config::default();
             let vs = watcher::watcher(vs_api(&client, &namespace), config())
                 .applied_objects()
-                .map_ok(Change::VirtualService)
+                .map_ok(|vs| Change::VirtualService(Box::new(vs)))
                 .boxed();
             let services = watcher::watcher(Api::<Service>::namespaced(client.clone(), &namespace), config())
                 .applied_objects()
-                .map_ok(Change::Service)
+                .map_ok(|service| Change::Service(Box::new(service)))
                 .boxed();
             let replica_sets = watcher::watcher(
                 Api::<ReplicaSet>::namespaced(client.clone(), &namespace),
                 config().labels(POD_TEMPLATE_HASH_LABEL),
             )
             .applied_objects()
-            .map_ok(Change::ReplicaSet)
+            .map_ok(|rs| Change::ReplicaSet(Box::new(rs)))
             .boxed();
             let mut changes = futures::stream::select_all([vs, services, replica_sets]);
             let mut seen = Seen::default();
