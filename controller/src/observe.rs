@@ -37,7 +37,7 @@ where
     if let Some(object) = watched.cache.get(key) {
         return Ok(Some(object));
     }
-    if !watched.refs.unconfirmed(key) {
+    if watched.complete() && !watched.refs.unconfirmed(key) {
         return Ok(None);
     }
     let fetched = api.get_opt(&key.1).await?;
@@ -46,7 +46,7 @@ where
     Ok(fetched.map(Arc::new))
 }
 
-pub async fn observe(ctx: &Context, rollout: &Rollout, now: Timestamp) -> Result<Observed, Error> {
+pub async fn observe(ctx: &Arc<Context>, rollout: &Rollout, now: Timestamp) -> Result<Observed, Error> {
     let rollout_key = key_of(rollout);
     let namespace = rollout_key.0.clone();
     let client = ctx.client.clone();
@@ -136,7 +136,7 @@ pub async fn observe(ctx: &Context, rollout: &Rollout, now: Timestamp) -> Result
     })
 }
 
-async fn observe_workload(ctx: &Context, rollout: &Rollout, rollout_key: &Key) -> Result<Option<Workload>, Error> {
+async fn observe_workload(ctx: &Arc<Context>, rollout: &Rollout, rollout_key: &Key) -> Result<Option<Workload>, Error> {
     let namespace = rollout_key.0.clone();
     let client = ctx.client.clone();
     let reference = rollout.spec.workload_ref.as_ref();
@@ -147,6 +147,7 @@ async fn observe_workload(ctx: &Context, rollout: &Rollout, rollout_key: &Key) -
     ctx.workload_replica_sets.refs.set(rollout_key, target("ReplicaSet"));
     ctx.pod_templates.refs.set(rollout_key, target("PodTemplate"));
     let Some(reference) = reference else { return Ok(None) };
+    crate::runtime::watch_workload_kind(ctx, &reference.kind);
     let key = (namespace.clone(), reference.name.clone());
     Ok(match reference.kind.as_str() {
         "Deployment" => {

@@ -1,7 +1,8 @@
 //! One reconcile of one Rollout: observe -> plan -> apply (actions, status, events) -> requeue.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -11,7 +12,9 @@ use kube::api::{ApiResource, DynamicObject};
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::Recorder;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
+use tokio::sync::mpsc;
 use tracing::{Instrument, info_span};
 
 use crate::api::Rollout;
@@ -57,11 +60,27 @@ impl Error {
 pub struct Watched<K> {
     pub cache: Cache<K>,
     pub refs: References,
+    /// Whether its watch runs. Kinds that few Rollouts use are watched only once one does.
+    started: AtomicBool,
 }
 
 impl<K: kube::Resource> Watched<K> {
     fn new() -> Self {
-        Watched { cache: Cache::new(|_| None), refs: References::default() }
+        Watched { cache: Cache::new(|_| None), refs: References::default(), started: AtomicBool::new(false) }
+    }
+
+    /// True exactly once: for the caller that should start the watch.
+    pub fn claim_start(&self) -> bool {
+        !self.started.swap(true, Ordering::SeqCst)
+    }
+
+    /// Answers from the cache are complete: its watch runs and has listed everything.
+    pub fn complete(&self) -> bool {
+        self.started.load(Ordering::SeqCst) && self.cache.synced()
+    }
+
+    fn synced_or_idle(&self) -> bool {
+        !self.started.load(Ordering::SeqCst) || self.cache.synced()
     }
 }
 
@@ -92,7 +111,12 @@ pub struct Context {
     written: Mutex<HashMap<Key, Arc<Rollout>>>,
     /// Consecutive failures per Rollout, for exponential backoff.
     failures: Mutex<HashMap<Key, u32>>,
+    /// Where watches started later (see `runtime::watch_workload_kind`) send reconcile requests.
+    pub triggers: OnceLock<mpsc::Sender<Trigger>>,
 }
+
+/// A request to reconcile one Rollout.
+pub type Trigger = ObjectRef<DeserializeGuard<Rollout>>;
 
 impl Context {
     pub fn new(client: Client, settings: Settings, recorder: Recorder, metrics: Metrics) -> Self {
@@ -110,6 +134,7 @@ impl Context {
             metrics,
             written: Mutex::default(),
             failures: Mutex::default(),
+            triggers: OnceLock::new(),
         }
     }
 
@@ -160,11 +185,11 @@ impl Context {
 
     pub fn caches_synced(&self) -> bool {
         self.replica_sets.synced()
-            && self.deployments.cache.synced()
-            && self.workload_replica_sets.cache.synced()
-            && self.pod_templates.cache.synced()
-            && self.services.cache.synced()
-            && (self.virtual_service_api().is_none() || self.virtual_services.cache.synced())
+            && self.deployments.synced_or_idle()
+            && self.workload_replica_sets.synced_or_idle()
+            && self.pod_templates.synced_or_idle()
+            && self.services.synced_or_idle()
+            && self.virtual_services.synced_or_idle()
     }
 }
 
@@ -191,7 +216,7 @@ pub async fn reconcile(object: Arc<DeserializeGuard<Rollout>>, ctx: Arc<Context>
     result
 }
 
-async fn reconcile_inner(object: &DeserializeGuard<Rollout>, ctx: &Context) -> Result<Requeue, Error> {
+async fn reconcile_inner(object: &DeserializeGuard<Rollout>, ctx: &Arc<Context>) -> Result<Requeue, Error> {
     let cached = match &object.0 {
         Ok(rollout) => rollout,
         Err(invalid) => {

@@ -318,3 +318,46 @@ async fn deleting_the_rollout_restores_the_deployment_first() -> Result<()> {
     assert_eq!(deployment_back, Some(1), "the Deployment had its pods back while the Rollout's still existed");
     Ok(())
 }
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn a_pod_template_can_be_the_workload() -> Result<()> {
+    let ns = TestNamespace::new("canary-podtemplate").await?;
+    let _controller = ns.start_controller().await?;
+    let template = |image: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: PodTemplate
+metadata: {{name: web}}
+template:
+  metadata: {{labels: {{app: web}}}}
+  spec:
+    containers: [{{name: web, image: "{image}"}}]
+"#
+        )
+    };
+    ns.apply(&template("nginx:1.26")).await?;
+    ns.apply(
+        r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  workloadRef: {apiVersion: v1, kind: PodTemplate, name: web}
+  strategy:
+    canary:
+      steps: [{setWeight: 50}, {pause: {}}]
+"#,
+    )
+    .await?;
+    let rev1 = status(&ns.wait_phase("web", "Healthy").await?).stable_rs.unwrap_or_default();
+    ns.apply(&template("nginx:1.27")).await?;
+    let paused = wait_step(&ns, 1, "Paused").await?;
+    let rev2 = status(&paused).current_pod_hash.unwrap_or_default();
+    assert_ne!(rev1, rev2, "a change of the PodTemplate is a new revision");
+    wait_pods(&ns, &rev2, 1).await?;
+    Ok(())
+}

@@ -189,6 +189,7 @@ fn controller_roles_grant_exactly_what_the_controller_needs() {
         ("", "events", &["create", "patch"]),
         ("", "pods", &["get", "list", "patch", "update", "watch"]),
         ("", "pods/eviction", &["create"]),
+        ("", "podtemplates", &["get", "list", "watch"]),
         ("", "services", &["get", "list", "patch", "watch"]),
         ("apps", "deployments", &["get", "list", "patch", "update", "watch"]),
         ("apps", "replicasets", &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]),

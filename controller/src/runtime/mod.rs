@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::api::{INSTANCE_ID_LABEL, POD_TEMPLATE_HASH_LABEL, Rollout};
 use crate::cache::{Key, key_of};
-use crate::reconcile::{self, Context, Settings, Watched};
+use crate::reconcile::{self, Context, Settings, Trigger, Watched};
 use metrics::Metrics;
 
 type RolloutObject = DeserializeGuard<Rollout>;
@@ -125,8 +125,6 @@ where
     }
 }
 
-type Trigger = ObjectRef<RolloutObject>;
-
 /// Events of watched objects become reconcile requests for the Rollouts they concern.
 fn trigger_channel() -> (mpsc::Sender<Trigger>, impl Stream<Item = Trigger> + Send + 'static) {
     let (sender, receiver) = mpsc::channel(4096);
@@ -208,7 +206,7 @@ async fn watch_references<K>(
 {
     let mut events = std::pin::pin!(events(api, watcher::Config::default(), strip_managed_fields::<K>));
     while let Some(event) = events.next().await {
-        let Watched { cache, refs } = watched(&ctx);
+        let Watched { cache, refs, .. } = watched(&ctx);
         let completes_list = matches!(event, Event::InitDone);
         let changed = cache.apply(event, |key| refs.is_referenced(key));
         if completes_list {
@@ -224,6 +222,9 @@ async fn watch_references<K>(
 
 async fn start_watches(ctx: &Arc<Context>, triggers: &mpsc::Sender<Trigger>) {
     let (client, settings) = (&ctx.client, &ctx.settings);
+    let _ = ctx.triggers.set(triggers.clone());
+    ctx.deployments.claim_start();
+    ctx.services.claim_start();
     tokio::spawn(watch_replica_sets(ctx.clone(), triggers.clone()));
     tokio::spawn(watch_references(
         ctx.clone(),
@@ -231,18 +232,7 @@ async fn start_watches(ctx: &Arc<Context>, triggers: &mpsc::Sender<Trigger>) {
         |c| &c.deployments,
         triggers.clone(),
     ));
-    tokio::spawn(watch_references(
-        ctx.clone(),
-        scoped_api::<ReplicaSet>(client, settings),
-        |c| &c.workload_replica_sets,
-        triggers.clone(),
-    ));
-    tokio::spawn(watch_references(
-        ctx.clone(),
-        scoped_api::<PodTemplate>(client, settings),
-        |c| &c.pod_templates,
-        triggers.clone(),
-    ));
+
     tokio::spawn(watch_references(
         ctx.clone(),
         scoped_api::<Service>(client, settings),
@@ -250,6 +240,24 @@ async fn start_watches(ctx: &Arc<Context>, triggers: &mpsc::Sender<Trigger>) {
         triggers.clone(),
     ));
     tokio::spawn(watch_virtual_services(ctx.clone(), triggers.clone()));
+}
+
+/// Starts the watch of a workloadRef kind the first time a Rollout uses it: ReplicaSet and
+/// PodTemplate workloads are rare, and watching every ReplicaSet of the cluster isn't free.
+pub fn watch_workload_kind(ctx: &Arc<Context>, kind: &str) {
+    let Some(triggers) = ctx.triggers.get().cloned() else { return };
+    let (client, settings) = (&ctx.client, &ctx.settings);
+    match kind {
+        "ReplicaSet" if ctx.workload_replica_sets.claim_start() => {
+            let api = scoped_api::<ReplicaSet>(client, settings);
+            tokio::spawn(watch_references(ctx.clone(), api, |c| &c.workload_replica_sets, triggers));
+        }
+        "PodTemplate" if ctx.pod_templates.claim_start() => {
+            let api = scoped_api::<PodTemplate>(client, settings);
+            tokio::spawn(watch_references(ctx.clone(), api, |c| &c.pod_templates, triggers));
+        }
+        _ => {}
+    }
 }
 
 /// The newest served version of networking.istio.io VirtualServices, if the cluster has any.
@@ -274,6 +282,7 @@ async fn watch_virtual_services(ctx: Arc<Context>, triggers: mpsc::Sender<Trigge
         tokio::time::sleep(Duration::from_secs(30)).await;
     };
     tracing::info!(version = %resource.version, "watching Istio VirtualServices");
+    ctx.virtual_services.claim_start();
     ctx.set_virtual_service_api(resource.clone());
     // Rollouts that were told the API is missing look again.
     if !send_all(&triggers, ctx.virtual_services.refs.all_rollouts()).await {
