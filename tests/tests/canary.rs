@@ -361,3 +361,45 @@ spec:
     wait_pods(&ns, &rev2, 1).await?;
     Ok(())
 }
+
+/// Available pods of the app, the Deployment's and the Rollout's together.
+async fn app_pods_ready(ns: &TestNamespace) -> Result<usize> {
+    let pods = ns.api::<Pod>().list(&ListParams::default().labels("app=web")).await?;
+    let ready = |p: &&Pod| {
+        p.metadata.deletion_timestamp.is_none()
+            && p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    };
+    Ok(pods.items.iter().filter(ready).count())
+}
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn migrating_a_deployment_keeps_capacity_throughout() -> Result<()> {
+    let ns = TestNamespace::new("canary-migrate").await?;
+    let _controller = ns.start_controller().await?;
+    ns.apply(&e2e::read_repo_file("examples/migrate-from-deployment.yaml")).await?;
+    ns.wait_for::<Deployment>("web", "the Deployment's pods", DEFAULT_TIMEOUT, |d| {
+        d.status.as_ref().and_then(|s| s.available_replicas) == Some(3)
+    })
+    .await?;
+    ns.wait_phase("web", "Paused").await?;
+    assert!(ns.replica_sets().await?.is_empty(), "a paused Rollout starts nothing");
+
+    ns.patch_spec("web", json!({"spec": {"paused": false}})).await?;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut fewest = usize::MAX;
+    loop {
+        fewest = fewest.min(app_pods_ready(&ns).await?);
+        let healthy = phase(&ns.rollout("web").await?) == "Healthy";
+        if healthy && deployment_replicas(&ns).await? == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "migration did not finish: {}", ns.describe().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(fewest >= 3, "only {fewest} pods were ready at some point during the migration");
+    Ok(())
+}
