@@ -22,6 +22,11 @@ cluster-up: cluster-build
 cluster-down:
 	$(CLUSTER)/down.sh
 
+# The main job: a local cluster, the controller, and an example rollout walking its steps.
+demo: cluster-build
+	cargo build -p rollouts-controller -p kubectl-rollouts
+	$(CLUSTER)/demo.sh
+
 crds:
 	cargo run --quiet -p rollouts-controller -- crd > crds/rollout.yaml
 
