@@ -3,10 +3,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use rollouts_controller::plan::PlanConfig;
 use rollouts_controller::reconcile::Settings;
+use rollouts_controller::runtime::client::RateLimit;
+use rollouts_controller::runtime::leader::LeaseSettings;
 use rollouts_controller::runtime::{self, Options};
 
 #[derive(Parser)]
@@ -63,6 +64,30 @@ struct RunFlags {
     /// Log format.
     #[arg(long, env = "ROLLOUTS_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Kubernetes API requests per second (average) this process may make.
+    #[arg(long, env = "ROLLOUTS_QPS", default_value_t = 40.0)]
+    qps: f64,
+    /// Kubernetes API requests this process may make at once after a quiet spell.
+    #[arg(long, env = "ROLLOUTS_BURST", default_value_t = 80)]
+    burst: u32,
+    /// Reconcile only while holding a coordination.k8s.io Lease, so several replicas can run.
+    #[arg(long, env = "ROLLOUTS_LEADER_ELECT")]
+    leader_elect: bool,
+    /// Namespace of the Lease: defaults to --namespace, then POD_NAMESPACE, then "rollouts".
+    #[arg(long, env = "ROLLOUTS_LEADER_ELECTION_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(long, env = "ROLLOUTS_LEADER_ELECTION_NAME", default_value = "rollouts-controller-leader")]
+    leader_election_name: String,
+    /// Seconds a standby waits, after the leader's last renewal, before taking over.
+    #[arg(long, env = "ROLLOUTS_LEASE_DURATION", default_value_t = 15)]
+    lease_duration_seconds: u64,
+    /// Seconds a leader may fail to renew before it stops reconciling; less than the duration.
+    #[arg(long, env = "ROLLOUTS_LEASE_RENEW_DEADLINE", default_value_t = 10)]
+    lease_renew_deadline_seconds: u64,
+    /// Seconds between renewals (and between a standby's checks).
+    #[arg(long, env = "ROLLOUTS_LEASE_RETRY_PERIOD", default_value_t = 2)]
+    lease_retry_period_seconds: u64,
 }
 
 fn init_logging(format: LogFormat) {
@@ -75,17 +100,16 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn client(flags: &RunFlags) -> anyhow::Result<Client> {
+async fn kube_config(flags: &RunFlags) -> anyhow::Result<kube::Config> {
     let options = KubeConfigOptions { context: flags.context.clone(), ..Default::default() };
-    let config = match &flags.kubeconfig {
+    Ok(match &flags.kubeconfig {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
             kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?
         }
         None if flags.context.is_some() => kube::Config::from_kubeconfig(&options).await?,
         None => kube::Config::infer().await?,
-    };
-    Ok(Client::try_from(config)?)
+    })
 }
 
 /// Resolves on SIGTERM or Ctrl-C; a second signal exits at once.
@@ -112,7 +136,26 @@ async fn wait_for_signal() {
 
 async fn run(flags: RunFlags) -> anyhow::Result<()> {
     init_logging(flags.log_format);
-    let client = client(&flags).await?;
+    if flags.leader_elect && flags.lease_renew_deadline_seconds >= flags.lease_duration_seconds {
+        anyhow::bail!("--lease-renew-deadline-seconds must be less than --lease-duration-seconds");
+    }
+    let config = kube_config(&flags).await?;
+    let identity = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| format!("rollouts-controller-{}", std::process::id()));
+    let leader_election = flags.leader_elect.then(|| LeaseSettings {
+        namespace: flags
+            .leader_election_namespace
+            .clone()
+            .or_else(|| flags.namespace.clone())
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "rollouts".into()),
+        name: flags.leader_election_name.clone(),
+        identity: identity.clone(),
+        duration: Duration::from_secs(flags.lease_duration_seconds),
+        renew_deadline: Duration::from_secs(flags.lease_renew_deadline_seconds),
+        retry: Duration::from_secs(flags.lease_retry_period_seconds.max(1)),
+    });
     let options = Options {
         settings: Settings {
             namespace: flags.namespace,
@@ -121,11 +164,11 @@ async fn run(flags: RunFlags) -> anyhow::Result<()> {
         },
         admin_address: Some(flags.admin_address),
         concurrency: flags.concurrency.max(1),
-        instance_name: std::env::var("POD_NAME")
-            .or_else(|_| std::env::var("HOSTNAME"))
-            .unwrap_or_else(|_| "rollouts-controller".into()),
+        instance_name: identity,
+        rate_limit: (flags.qps > 0.0).then_some(RateLimit { qps: flags.qps, burst: flags.burst.max(1) }),
+        leader_election,
     };
-    runtime::run(client, options, shutdown_signal()).await
+    runtime::run(config, options, shutdown_signal()).await
 }
 
 fn main() -> anyhow::Result<()> {

@@ -20,7 +20,7 @@ use tracing::{Instrument, info_span};
 use crate::api::Rollout;
 use crate::cache::{Cache, Key, References, key_of};
 use crate::plan::{self, PlanConfig};
-use crate::runtime::metrics::Metrics;
+use crate::runtime::metrics::{Metrics, RolloutInfo};
 use crate::{apply, observe};
 
 #[derive(thiserror::Error, Debug)]
@@ -159,6 +159,7 @@ impl Context {
         }
         self.written.lock().unwrap_or_else(|p| p.into_inner()).remove(rollout);
         self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(rollout);
+        self.metrics.forget_rollout(&rollout.0, &rollout.1);
     }
 
     /// The newer of the cached Rollout and the one this controller last wrote: a reconcile
@@ -232,13 +233,33 @@ async fn reconcile_inner(object: &DeserializeGuard<Rollout>, ctx: &Arc<Context>)
     if !ctx.caches_synced() {
         return Err(Error::NotSynced);
     }
+    if let Some(triggers) = ctx.triggers.get() {
+        ctx.metrics.set_queue_depth(triggers.max_capacity() - triggers.capacity());
+    }
     let rollout = ctx.freshest(cached);
     let observed = observe::observe(ctx, &rollout, now()).await?;
     let plan = plan::plan(&observed);
     tracing::debug!(actions = plan.actions.len(), phase = ?plan.status.phase, "planned");
+    let (namespace, name) = key_of(&rollout);
+    ctx.metrics.rollout(RolloutInfo {
+        namespace: &namespace,
+        name: &name,
+        traffic_router: if rollout.spec.strategy.canary.as_ref().is_some_and(|c| c.traffic_routing.is_some()) {
+            "Istio"
+        } else {
+            ""
+        },
+        phase: plan.status.phase.as_deref().unwrap_or_default(),
+    });
     match apply::apply(ctx, &observed, &plan).await {
-        Ok(Some(written)) => ctx.remember_written(written),
-        Ok(None) => {}
+        Ok(written) => {
+            if let Some(expired) = plan.pause_expired_at {
+                ctx.metrics.pause_expired(Duration::try_from(now().duration_since(expired)).unwrap_or_default());
+            }
+            if let Some(written) = written {
+                ctx.remember_written(written);
+            }
+        }
         Err(Error::InvalidTemplate(message)) => {
             // The apiserver is the judge of pod templates: report its verdict as InvalidSpec.
             let invalid = plan::invalid_template(&observed, &message);

@@ -11,7 +11,7 @@ use rollouts_controller::runtime::{self, Options};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::{TestNamespace, admin_client};
+use crate::{TestNamespace, admin_client, admin_config};
 
 /// Settle gap used by tests: long enough to observe, short enough to be quick.
 pub const TEST_SETTLE: Duration = Duration::from_secs(1);
@@ -40,10 +40,14 @@ impl TestNamespace {
             admin_address: Some(admin),
             concurrency: 4,
             instance_name: format!("e2e-{}", self.name),
+            rate_limit: None,
+            leader_election: None,
         };
-        let client = admin_client().await?;
+        // Fails, with what to do, when the cluster is unreachable.
+        admin_client().await?;
+        let config = admin_config().await?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(runtime::run(client, options, async move {
+        let task = tokio::spawn(runtime::run(config, options, async move {
             let _ = stopped.await;
         }));
         Ok(RunningController { stop: Some(stop), task: Some(task), admin })

@@ -41,11 +41,19 @@ pub fn kubeconfig_path() -> PathBuf {
     std::env::var_os("KUBECONFIG").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target/cluster/kubeconfig"))
 }
 
-async fn client_from(path: &Path) -> Result<Client> {
+async fn config_from(path: &Path) -> Result<Config> {
     let kubeconfig = Kubeconfig::read_from(path)
         .with_context(|| format!("reading kubeconfig {} (start the cluster with `make cluster-up`)", path.display()))?;
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    Ok(Client::try_from(config)?)
+    Ok(Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?)
+}
+
+async fn client_from(path: &Path) -> Result<Client> {
+    Ok(Client::try_from(config_from(path).await?)?)
+}
+
+/// The admin connection settings of the e2e cluster.
+pub async fn admin_config() -> Result<Config> {
+    config_from(&kubeconfig_path()).await
 }
 
 /// An admin client for the e2e cluster. Fails, with what to do, when the cluster is unreachable.

@@ -42,6 +42,8 @@ pub struct Plan {
     pub events: Vec<Event>,
     /// When to reconcile again without any change being observed (timed transitions).
     pub requeue_after: Option<Duration>,
+    /// When the timed pause that this plan moves past expired (for the latency metric).
+    pub pause_expired_at: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -167,7 +169,7 @@ fn invalid(observed: &Observed, before: RolloutStatus, message: &str) -> Plan {
     if changed {
         events.push(Event { warning: true, reason: "InvalidSpec", message: full });
     }
-    Plan { actions: Vec::new(), status, events, requeue_after: None }
+    Plan { status, events, ..Default::default() }
 }
 
 /// A Rollout being deleted: give the Deployment its pods back, release the Services, then let
@@ -238,6 +240,7 @@ struct Planner<'a> {
     /// Desired `spec.replicas` of the ReplicaSets this plan sizes, by name.
     sizes: BTreeMap<String, i32>,
     created_rs: bool,
+    pause_expired_at: Option<Timestamp>,
 }
 
 impl<'a> Planner<'a> {
@@ -264,6 +267,7 @@ impl<'a> Planner<'a> {
             waiting: None,
             sizes: BTreeMap::new(),
             created_rs: false,
+            pause_expired_at: None,
         }
     }
 
@@ -287,7 +291,13 @@ impl<'a> Planner<'a> {
         self.restart_pods();
         self.clean_up_history();
         self.write_status();
-        Plan { actions: self.actions, status: self.next, events: self.events, requeue_after: self.requeue }
+        Plan {
+            actions: self.actions,
+            status: self.next,
+            events: self.events,
+            requeue_after: self.requeue,
+            pause_expired_at: self.pause_expired_at,
+        }
     }
 
     // ---- small helpers -------------------------------------------------------------------
@@ -596,6 +606,7 @@ impl<'a> Planner<'a> {
         };
         let ends = started + SignedDuration::try_from(duration).unwrap_or_default();
         if self.now >= ends {
+            self.pause_expired_at = Some(ends);
             return true;
         }
         self.requeue_at(ends);

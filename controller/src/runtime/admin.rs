@@ -1,7 +1,6 @@
 //! The admin server: /livez, /readyz and /metrics (OpenMetrics).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::State;
@@ -30,10 +29,10 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Metrics, health: 
 }
 
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
-    if state.health.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: caches are syncing")
+    match (state.health.ready(), state.health.leading()) {
+        (true, true) => (StatusCode::OK, "ready: leading"),
+        (true, false) => (StatusCode::OK, "ready: standby"),
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: caches are syncing"),
     }
 }
 

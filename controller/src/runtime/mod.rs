@@ -2,6 +2,8 @@
 //! and shutdown.
 
 pub mod admin;
+pub mod client;
+pub mod leader;
 pub mod metrics;
 
 use std::future::Future;
@@ -21,11 +23,13 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::{Controller, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt, discovery};
 use serde::de::DeserializeOwned;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::api::{INSTANCE_ID_LABEL, POD_TEMPLATE_HASH_LABEL, Rollout};
 use crate::cache::{Key, key_of};
 use crate::reconcile::{self, Context, Settings, Trigger, Watched};
+use client::RateLimit;
+use leader::LeaseSettings;
 use metrics::Metrics;
 
 type RolloutObject = DeserializeGuard<Rollout>;
@@ -38,45 +42,127 @@ pub struct Options {
     pub admin_address: Option<SocketAddr>,
     /// Rollouts reconciled at once.
     pub concurrency: u16,
-    /// Names this process in Events (reportingInstance).
+    /// Names this process in Events (reportingInstance) and in the leader Lease.
     pub instance_name: String,
+    /// Client-side limit of API requests.
+    pub rate_limit: Option<RateLimit>,
+    /// Reconcile only while holding this Lease; `None` always reconciles.
+    pub leader_election: Option<LeaseSettings>,
 }
 
-/// State the admin server reports.
+/// What the admin server reports.
 #[derive(Default)]
 pub struct Health {
-    pub ready: AtomicBool,
+    caches_synced: AtomicBool,
+    leadership_known: AtomicBool,
+    leading: AtomicBool,
+    rollouts_synced: AtomicBool,
 }
 
-/// Runs until `shutdown` resolves; the reconcile in flight finishes first.
+impl Health {
+    /// Ready once every cache has synced and leadership is known; a leader also needs its
+    /// Rollouts listed.
+    pub fn ready(&self) -> bool {
+        let leading = self.leading.load(Ordering::SeqCst);
+        self.caches_synced.load(Ordering::SeqCst)
+            && self.leadership_known.load(Ordering::SeqCst)
+            && (!leading || self.rollouts_synced.load(Ordering::SeqCst))
+    }
+
+    pub fn leading(&self) -> bool {
+        self.leading.load(Ordering::SeqCst)
+    }
+}
+
+/// Runs until `shutdown` resolves: the reconciles in flight finish, then the leader Lease is
+/// released. Losing the Lease stops reconciling at once; the process then waits to lead again.
 pub async fn run(
-    client: Client,
+    config: kube::Config,
     options: Options,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new();
+    let client = client::build(config, options.rate_limit, metrics.clone())?;
     let health = Arc::new(Health::default());
     if let Some(address) = options.admin_address {
         let listener = tokio::net::TcpListener::bind(address).await?;
         tracing::info!(address = %listener.local_addr()?, "admin server listening");
         tokio::spawn(admin::serve(listener, metrics.clone(), health.clone()));
     }
+    let (stop, stopping) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        stop.send_replace(true);
+    });
+
     let reporter = Reporter { controller: "rollouts-controller".into(), instance: Some(options.instance_name.clone()) };
     let recorder = Recorder::new(client.clone(), reporter);
     let ctx = Arc::new(Context::new(client.clone(), options.settings.clone(), recorder, metrics));
-
-    let (triggers, trigger_stream) = trigger_channel();
+    let (triggers, trigger_receiver) = mpsc::channel(4096);
+    let trigger_receiver = Arc::new(tokio::sync::Mutex::new(trigger_receiver));
     start_watches(&ctx, &triggers).await;
-    wait_for_sync(&ctx).await;
+    wait_for_sync(&ctx, stopping.clone()).await;
+    health.caches_synced.store(true, Ordering::SeqCst);
 
-    let rollouts: Api<RolloutObject> = scoped_api(&client, &options.settings);
+    let (leading_sender, mut leading) = watch::channel(options.leader_election.is_none());
+    let (stop_campaign, campaign_stopping) = watch::channel(false);
+    let campaign = options.leader_election.clone().map(|settings| {
+        tokio::spawn(leader::campaign(client.clone(), settings, leading_sender.clone(), campaign_stopping))
+    });
+    let mut stopping_now = stopping.clone();
+    loop {
+        // Standby: keep the caches current, drop reconcile requests, wait to lead.
+        loop {
+            health.leading.store(*leading.borrow(), Ordering::SeqCst);
+            if *stopping_now.borrow() || *leading.borrow() {
+                break;
+            }
+            let mut receiver = trigger_receiver.lock().await;
+            tokio::select! {
+                _ = receiver.recv() => {}
+                _ = leading.changed() => health.leadership_known.store(true, Ordering::SeqCst),
+                _ = stopping_now.changed() => {}
+            }
+        }
+        health.leadership_known.store(true, Ordering::SeqCst);
+        if *stopping_now.borrow() {
+            break;
+        }
+        let term = lead(&ctx, &options, &health, trigger_receiver.clone(), stopping.clone());
+        tokio::select! {
+            _ = term => break,
+            // Lost the Lease: dropping the controller cancels its reconciles at once.
+            _ = leading.wait_for(|leads| !*leads) => {
+                health.leading.store(false, Ordering::SeqCst);
+                health.rollouts_synced.store(false, Ordering::SeqCst);
+            }
+        }
+    }
+    health.leading.store(false, Ordering::SeqCst);
+    stop_campaign.send_replace(true);
+    if let Some(campaign) = campaign {
+        let _ = campaign.await;
+    }
+    tracing::info!("controller stopped");
+    Ok(())
+}
+
+/// One term as leader: reconciles until `stopping` turns true (finishing what is in flight).
+async fn lead(
+    ctx: &Arc<Context>,
+    options: &Options,
+    health: &Arc<Health>,
+    triggers: Arc<tokio::sync::Mutex<mpsc::Receiver<Trigger>>>,
+    stopping: watch::Receiver<bool>,
+) {
+    let rollouts: Api<RolloutObject> = scoped_api(&ctx.client, &options.settings);
     let selector = match &options.settings.instance_id {
         Some(id) => format!("{INSTANCE_ID_LABEL}={id}"),
         None => format!("!{INSTANCE_ID_LABEL}"),
     };
     let (reader, writer) = reflector::store();
     let forget = ctx.clone();
-    let ready = health.clone();
+    let synced = health.clone();
     let rollout_stream = watcher::watcher(rollouts, watcher::Config::default().labels(&selector))
         .default_backoff()
         .modify(|object: &mut RolloutObject| {
@@ -87,23 +173,28 @@ pub async fn run(
         .reflect(writer)
         .inspect_ok(move |event| match event {
             Event::Delete(object) => forget.forget(&guard_key(object)),
-            // Every cache has its first full list: ready. (Store::wait_until_ready wakes only
-            // one waiter, and the Controller is already one.)
-            Event::InitDone if !ready.ready.swap(true, Ordering::SeqCst) => tracing::info!("caches synced; ready"),
+            // Store::wait_until_ready wakes only one waiter, and the Controller is already one.
+            Event::InitDone if !synced.rollouts_synced.swap(true, Ordering::SeqCst) => {
+                tracing::info!("Rollouts listed; ready")
+            }
             _ => {}
         })
         .applied_objects();
-
+    let trigger_stream = stream::unfold(triggers, |triggers| async move {
+        let next = triggers.lock().await.recv().await;
+        next.map(|trigger| (trigger, triggers))
+    });
+    let graceful = async move {
+        let mut stopping = stopping;
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
     Controller::for_stream(rollout_stream, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency))
         .reconcile_on(trigger_stream)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .graceful_shutdown_on(graceful)
+        .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()))
         .await;
-    health.ready.store(false, Ordering::SeqCst);
-    tracing::info!("controller stopped");
-    Ok(())
 }
 
 fn guard_key(object: &RolloutObject) -> Key {
@@ -123,13 +214,6 @@ where
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
     }
-}
-
-/// Events of watched objects become reconcile requests for the Rollouts they concern.
-fn trigger_channel() -> (mpsc::Sender<Trigger>, impl Stream<Item = Trigger> + Send + 'static) {
-    let (sender, receiver) = mpsc::channel(4096);
-    let stream = stream::unfold(receiver, |mut receiver| async move { receiver.recv().await.map(|t| (t, receiver)) });
-    (sender, stream)
 }
 
 fn rollout_trigger(key: &Key) -> Trigger {
@@ -295,13 +379,17 @@ async fn watch_virtual_services(ctx: Arc<Context>, triggers: mpsc::Sender<Trigge
     watch_references(ctx, api, |c| &c.virtual_services, triggers).await;
 }
 
-async fn wait_for_sync(ctx: &Context) {
-    let mut waited = Duration::ZERO;
-    while !ctx.caches_synced() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        waited += Duration::from_millis(50);
-        if waited.as_secs() > 0 && waited.as_millis().is_multiple_of(10_000) {
-            tracing::warn!(waited = ?waited, "still waiting for caches to sync");
+async fn wait_for_sync(ctx: &Context, mut stopping: watch::Receiver<bool>) {
+    let started = std::time::Instant::now();
+    let mut warned_at = Duration::ZERO;
+    while !ctx.caches_synced() && !*stopping.borrow() {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            _ = stopping.changed() => {}
+        }
+        if started.elapsed() >= warned_at + Duration::from_secs(10) {
+            warned_at = started.elapsed();
+            tracing::warn!(waited = ?warned_at, "still waiting for caches to sync (check the controller's RBAC)");
         }
     }
 }
