@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller.
-    Run(RunFlags),
+    Run(Box<RunFlags>),
     /// Print the Rollout CustomResourceDefinition as YAML.
     Crd,
 }
@@ -177,6 +177,6 @@ fn main() -> anyhow::Result<()> {
             print!("{}", rollouts_controller::api::crd_yaml());
             Ok(())
         }
-        Command::Run(flags) => tokio::runtime::Runtime::new()?.block_on(run(flags)),
+        Command::Run(flags) => tokio::runtime::Runtime::new()?.block_on(run(*flags)),
     }
 }
