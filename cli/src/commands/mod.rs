@@ -1,0 +1,23 @@
+//! The commands: each reads or writes the cluster, then prints one result.
+
+mod operate;
+mod rollback;
+mod set_image;
+mod view;
+
+pub use operate::{abort, pause, promote, restart, resume, retry};
+pub use rollback::undo;
+pub use set_image::set_image;
+pub use view::{OutputFormat, Screen, get, list, status};
+
+use std::io::Write;
+
+use anyhow::Result;
+
+/// Writes to stdout; a closed pipe (`| head`) surfaces as an error `main` ends quietly on.
+pub fn print(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
