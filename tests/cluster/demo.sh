@@ -44,30 +44,33 @@ rollouts-controller run --kubeconfig "$DEMO_DIR/controller.kubeconfig" --settle-
   --admin-address 127.0.0.1:0 >"$DEMO_DIR/controller.log" 2>&1 &
 children+=($!)
 
+if kubectl get namespace "$NAMESPACE" >/dev/null 2>&1; then
+  log "removing the previous demo's namespace $NAMESPACE"
+  kubectl delete namespace "$NAMESPACE" --wait=true --timeout=120s >/dev/null
+fi
 log "applying examples/istio-canary.yaml in namespace $NAMESPACE"
-kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-# Start from the committed example each time, so a second run rolls out again.
+kubectl create namespace "$NAMESPACE" >/dev/null
 kubectl -n "$NAMESPACE" apply -f "$REPO_ROOT/examples/istio-canary.yaml" >/dev/null
 kubectl rollouts -n "$NAMESPACE" status istio-demo --watch --timeout 120s
 
 image=argoproj/rollouts-demo:yellow
-current=$(kubectl -n "$NAMESPACE" get deployment istio-demo -o jsonpath='{.spec.template.spec.containers[0].image}')
-[ "$current" = "$image" ] && image=argoproj/rollouts-demo:blue
 log "changing the image to $image"
 kubectl rollouts -n "$NAMESPACE" set image istio-demo "*=$image"
 
 # Promotes at each manual pause after a few seconds, and says so; stops at Healthy.
 promoter() {
+  local ro="kubectl -n $NAMESPACE get rollout istio-demo -o"
+  local steps phase reason step duration
+  steps=$($ro jsonpath='{range .spec.strategy.canary.steps[*]}.{end}')
   while true; do
     sleep 1
-    phase=$(kubectl -n "$NAMESPACE" get rollout istio-demo -o jsonpath='{.status.phase}')
-    paused_by_step=$(kubectl -n "$NAMESPACE" get rollout istio-demo -o jsonpath='{.status.pauseConditions[0].reason}')
-    step=$(kubectl -n "$NAMESPACE" get rollout istio-demo -o jsonpath='{.status.currentStepIndex}')
-    duration=$(kubectl -n "$NAMESPACE" get rollout istio-demo -o jsonpath="{.spec.strategy.canary.steps[$step].pause.duration}")
+    read -r phase reason step <<<"$($ro jsonpath='{.status.phase} {.status.pauseConditions[0].reason} {.status.currentStepIndex}' 2>/dev/null)" || continue
     if [ "$phase" = Healthy ]; then
       return
     fi
-    if [ "$phase" = Paused ] && [ "$paused_by_step" = CanaryPauseStep ] && [ -z "$duration" ]; then
+    [ "$phase" = Paused ] && [ "$reason" = CanaryPauseStep ] && [ "${step:-0}" -lt "${#steps}" ] || continue
+    duration=$($ro jsonpath="{.spec.strategy.canary.steps[$step].pause.duration}")
+    if [ -z "$duration" ]; then
       sleep "$PROMOTE_AFTER"
       echo ">>> demo: promoting at step $step (kubectl rollouts promote istio-demo)" >&2
       kubectl rollouts -n "$NAMESPACE" promote istio-demo >/dev/null

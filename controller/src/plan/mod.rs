@@ -369,6 +369,12 @@ impl<'a> Planner<'a> {
             .unwrap_or(0)
     }
 
+    /// `now` as status records it: whole seconds, so what this plan decides from a time it
+    /// wrote is what the next plan decides from the stored one.
+    fn stamp(&self) -> Time {
+        Time(Timestamp::from_second(self.now.as_second()).unwrap_or(self.now))
+    }
+
     fn wait(&mut self, message: impl Into<String>) {
         if self.waiting.is_none() {
             self.waiting = Some(message.into());
@@ -409,7 +415,7 @@ impl<'a> Planner<'a> {
     }
 
     fn traffic_moved(&mut self) {
-        self.next.canary.get_or_insert_with(CanaryStatus::default).traffic_changed_at = Some(Time(self.now));
+        self.next.canary.get_or_insert_with(CanaryStatus::default).traffic_changed_at = Some(self.stamp());
     }
 
     // ---- phases ----------------------------------------------------------------------------
@@ -494,7 +500,7 @@ impl<'a> Planner<'a> {
             self.next.controller_pause = None;
             self.next.promote_full = None;
             if self.next.aborted_at.is_none() {
-                self.next.aborted_at = Some(Time(self.now));
+                self.next.aborted_at = Some(self.stamp());
                 let message = format!("Rollout aborted update to revision {}", self.revision());
                 self.events.push(Event { warning: true, reason: "RolloutAborted", message });
             }
@@ -579,7 +585,7 @@ impl<'a> Planner<'a> {
 
     fn enter_pause(&mut self) {
         self.next.pause_conditions =
-            Some(vec![PauseCondition { reason: "CanaryPauseStep".into(), start_time: Time(self.now) }]);
+            Some(vec![PauseCondition { reason: "CanaryPauseStep".into(), start_time: self.stamp() }]);
         self.next.controller_pause = Some(true);
         self.event("RolloutPaused", "Rollout is paused (CanaryPauseStep)".into());
     }
@@ -1442,7 +1448,7 @@ impl<'a> Planner<'a> {
         cond::set(&mut self.conditions, cond::PROGRESSING, "False", "ProgressDeadlineExceeded", &message, self.now);
         if self.observed.rollout.spec.progress_deadline_abort == Some(true) && !self.promoted() {
             self.next.abort = Some(true);
-            self.next.aborted_at = Some(Time(self.now));
+            self.next.aborted_at = Some(self.stamp());
             self.events.push(Event {
                 warning: true,
                 reason: "RolloutAborted",
@@ -1485,6 +1491,9 @@ impl<'a> Planner<'a> {
 
     fn default_progress_message(&self) -> String {
         let n = &self.next;
+        if let (false, Some(step)) = (self.promoted(), self.current_step()) {
+            return format!("step {}/{}: {}", self.index(), self.valid.steps.len(), steps::describe_step(step));
+        }
         if n.updated_replicas.unwrap_or(0) < self.replicas {
             "more replicas need to be updated".into()
         } else if n.available_replicas.unwrap_or(0) < n.updated_replicas.unwrap_or(0) {
