@@ -101,15 +101,12 @@ impl Manifest {
         for server_side in [false, true] {
             let mut args = vec!["apply", "-n", namespace];
             if server_side {
-                args.push("--server-side");
+                // The object was just applied client-side (and the installed CRD by up.sh): server-side
+                // apply takes over those fields, as a user switching to --server-side does.
+                args.extend(["--server-side", "--force-conflicts"]);
             }
             if self.cluster_scoped {
                 args.push("--dry-run=server");
-                if server_side {
-                    // The installed copy may have other field managers (up.sh, a newer CRD
-                    // from `make crds`); a dry run must still show the server accepts the file.
-                    args.push("--force-conflicts");
-                }
             }
             args.extend(["-f", if self.rewritten { "-" } else { &self.path }]);
             let stdin = self.rewritten.then_some(self.text.as_str());
