@@ -35,6 +35,6 @@ test: cluster-build
 	@$(CLUSTER)/down.sh
 	@$(CLUSTER)/up.sh
 	@set -o pipefail; status=0; \
-	  KUBECONFIG=$(CURDIR)/target/cluster/kubeconfig cargo test --workspace -- --include-ignored || status=$$?; \
+	  KUBECONFIG=$(CURDIR)/target/cluster/kubeconfig cargo test --workspace --no-fail-fast -- --include-ignored || status=$$?; \
 	  $(CLUSTER)/down.sh; \
 	  exit $$status

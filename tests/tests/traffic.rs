@@ -14,7 +14,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use rollouts_controller::api::{MANAGED_BY_ANNOTATION, POD_TEMPLATE_HASH_LABEL};
 use serde_json::{Value, json};
@@ -101,17 +101,42 @@ struct Seen {
     virtual_service: Option<DynamicObject>,
     services: BTreeMap<String, Service>,
     replica_sets: BTreeMap<String, ReplicaSet>,
+    /// Watches that have delivered their first complete list.
+    listed: usize,
 }
 
 enum Change {
     VirtualService(Box<DynamicObject>),
     Service(Box<Service>),
     ReplicaSet(Box<ReplicaSet>),
+    /// One watch's first list is complete.
+    Listed,
+}
+
+/// The changes of one watch: its objects, and when its initial list is complete.
+fn changes<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    wrap: fn(K) -> Change,
+) -> futures::stream::BoxStream<'static, Result<Change, watcher::Error>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    watcher::watcher(api, config)
+        .try_filter_map(move |event| async move {
+            Ok(match event {
+                watcher::Event::Apply(object) | watcher::Event::InitApply(object) => Some(wrap(object)),
+                watcher::Event::InitDone => Some(Change::Listed),
+                _ => None,
+            })
+        })
+        .boxed()
 }
 
 impl Seen {
     fn apply(&mut self, change: Change) {
         match change {
+            Change::Listed => self.listed += 1,
             Change::VirtualService(vs) => self.virtual_service = Some(*vs),
             Change::Service(service) => {
                 self.services.insert(service.name_any(), *service);
@@ -123,6 +148,9 @@ impl Seen {
     }
 
     fn state(&self) -> Option<TrafficState> {
+        if self.listed < 3 {
+            return None;
+        }
         let vs = self.virtual_service.as_ref()?;
         let stable = self.services.get("istio-demo-stable")?;
         let canary = self.services.get("istio-demo-canary")?;
@@ -136,22 +164,16 @@ impl Observer {
         let states = Arc::new(Mutex::new(Vec::<TrafficState>::new()));
         let (recorded, client, namespace) = (states.clone(), ns.client.clone(), ns.name.clone());
         let task = tokio::spawn(async move {
-            let config = || watcher::Config::default();
-            let vs = watcher::watcher(vs_api(&client, &namespace), config())
-                .applied_objects()
-                .map_ok(|vs| Change::VirtualService(Box::new(vs)))
-                .boxed();
-            let services = watcher::watcher(Api::<Service>::namespaced(client.clone(), &namespace), config())
-                .applied_objects()
-                .map_ok(|service| Change::Service(Box::new(service)))
-                .boxed();
-            let replica_sets = watcher::watcher(
+            let config = watcher::Config::default;
+            let vs = changes(vs_api(&client, &namespace), config(), |vs| Change::VirtualService(Box::new(vs)));
+            let services = changes(Api::<Service>::namespaced(client.clone(), &namespace), config(), |service| {
+                Change::Service(Box::new(service))
+            });
+            let replica_sets = changes(
                 Api::<ReplicaSet>::namespaced(client.clone(), &namespace),
                 config().labels(POD_TEMPLATE_HASH_LABEL),
-            )
-            .applied_objects()
-            .map_ok(|rs| Change::ReplicaSet(Box::new(rs)))
-            .boxed();
+                |rs| Change::ReplicaSet(Box::new(rs)),
+            );
             let mut changes = futures::stream::select_all([vs, services, replica_sets]);
             let mut seen = Seen::default();
             while let Some(change) = changes.try_next().await? {

@@ -1,0 +1,624 @@
+//! `make bench`: memory, latency and API cost of the controller at scale, on the local cluster.
+//!
+//! N Rollouts (default 1000), each with a workloadRef Deployment of 2 replicas, stable and canary
+//! Services and a VirtualService, steps setWeight 20 / pause 10s / setWeight 50 / pause 10s /
+//! setWeight 100. The controller runs as a separate (release) process; the phases are create,
+//! idle, roll and restart. Figures are printed and written to target/bench/results.{md,json};
+//! missed targets are listed, but they don't fail the run.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use e2e::process::http_get;
+use e2e::{admin_client, admin_config, apply_yaml, repo_root};
+use futures::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use rollouts_controller::api::Rollout;
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+const NAMESPACE: &str = "bench";
+const PAUSE: Duration = Duration::from_secs(10);
+
+struct Args {
+    rollouts: usize,
+    idle: Duration,
+    settle_seconds: u64,
+    binary: PathBuf,
+}
+
+fn args() -> Result<Args> {
+    let mut parsed = Args {
+        rollouts: 1000,
+        idle: Duration::from_secs(300),
+        settle_seconds: 2,
+        binary: repo_root().join("target/release/rollouts-controller"),
+    };
+    let mut words = std::env::args().skip(1);
+    while let Some(flag) = words.next() {
+        let value = words.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--rollouts" => parsed.rollouts = value.parse()?,
+            "--idle-seconds" => parsed.idle = Duration::from_secs(value.parse()?),
+            "--settle-seconds" => parsed.settle_seconds = value.parse()?,
+            "--controller" => parsed.binary = value.into(),
+            other => {
+                bail!("unknown flag {other}; use --rollouts N --idle-seconds S --settle-seconds S --controller PATH")
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+fn objects(index: usize) -> String {
+    let name = format!("app-{index:04}");
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers: [{{name: app, image: "registry.example/app:v1"}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}-stable}}
+spec: {{selector: {{app: {name}}}, ports: [{{port: 80}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}-canary}}
+spec: {{selector: {{app: {name}}}, ports: [{{port: 80}}]}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: {name}}}
+spec:
+  hosts: [{name}]
+  http:
+  - name: primary
+    route:
+    - {{destination: {{host: {name}-stable}}, weight: 100}}
+    - {{destination: {{host: {name}-canary}}, weight: 0}}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {{name: {name}}}
+spec:
+  replicas: 2
+  workloadRef: {{apiVersion: apps/v1, kind: Deployment, name: {name}, scaleDown: onsuccess}}
+  strategy:
+    canary:
+      stableService: {name}-stable
+      canaryService: {name}-canary
+      trafficRouting: {{istio: {{virtualService: {{name: {name}, routes: [primary]}}}}}}
+      steps: [{{setWeight: 20}}, {{pause: {{duration: 10s}}}}, {{setWeight: 50}}, {{pause: {{duration: 10s}}}}, {{setWeight: 100}}]
+"#
+    )
+}
+
+/// Resource use of the controller process, from /proc.
+#[derive(Clone, Copy, Debug, Default)]
+struct Usage {
+    rss_bytes: u64,
+    cpu_seconds: f64,
+}
+
+fn usage(pid: u32) -> Result<Usage> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS")?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may contain spaces) start at ") ".
+    let fields: Vec<&str> = stat.rsplit_once(") ").context("odd /proc stat")?.1.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    Ok(Usage { rss_bytes: rss_kib * 1024, cpu_seconds: ticks / 100.0 })
+}
+
+/// The controller process and a sampler of its memory.
+struct Controller {
+    child: Child,
+    admin: std::net::SocketAddr,
+    peak_rss: Arc<Mutex<u64>>,
+    samples: Arc<Mutex<Vec<u64>>>,
+}
+
+impl Controller {
+    async fn start(args: &Args, kubeconfig: &std::path::Path) -> Result<(Controller, Duration)> {
+        let admin = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let log = std::fs::File::create(repo_root().join("target/bench/controller.log"))?;
+        let started = Instant::now();
+        let child = Command::new(&args.binary)
+            .args(["run", "--admin-address", &admin.to_string(), "--settle-seconds", &args.settle_seconds.to_string()])
+            .args(["--qps", "0", "--concurrency", "16"])
+            .env("ROLLOUTS_KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "warn")
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", args.binary.display()))?;
+        loop {
+            if matches!(http_get(admin, "/readyz").await, Ok((200, _))) {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                bail!("the controller was not ready after 120 s; see target/bench/controller.log");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let ready_after = started.elapsed();
+        let pid = child.id().context("controller exited")?;
+        let peak_rss = Arc::new(Mutex::new(0));
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let (peak, all) = (peak_rss.clone(), samples.clone());
+        tokio::spawn(async move {
+            while let Ok(now) = usage(pid) {
+                {
+                    let mut peak = peak.lock().expect("sampler lock");
+                    *peak = (*peak).max(now.rss_bytes);
+                }
+                all.lock().expect("sampler lock").push(now.rss_bytes);
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+        Ok((Controller { child, admin, peak_rss, samples }, ready_after))
+    }
+
+    fn usage(&self) -> Result<Usage> {
+        usage(self.child.id().context("controller exited")?)
+    }
+
+    /// Resets the peak and the samples, for a new phase.
+    fn new_phase(&self) {
+        *self.peak_rss.lock().expect("sampler lock") = 0;
+        self.samples.lock().expect("sampler lock").clear();
+    }
+
+    fn peak(&self) -> u64 {
+        *self.peak_rss.lock().expect("sampler lock")
+    }
+
+    fn median(&self) -> u64 {
+        let mut samples = self.samples.lock().expect("sampler lock").clone();
+        samples.sort_unstable();
+        samples.get(samples.len() / 2).copied().unwrap_or(0)
+    }
+
+    /// The controller's counters: API requests by verb, and writes.
+    async fn requests(&self) -> Result<BTreeMap<String, f64>> {
+        let (_, text) = http_get(self.admin, "/metrics").await?;
+        let mut by_verb = BTreeMap::new();
+        for line in text.lines().filter(|l| l.starts_with("rollouts_controller_api_requests_total{")) {
+            let verb = line.split("verb=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("?");
+            let value: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            *by_verb.entry(verb.to_string()).or_insert(0.0) += value;
+        }
+        Ok(by_verb)
+    }
+}
+
+fn writes(requests: &BTreeMap<String, f64>) -> f64 {
+    ["create", "update", "patch", "delete"].iter().map(|verb| requests.get(*verb).copied().unwrap_or(0.0)).sum()
+}
+
+fn delta(after: &BTreeMap<String, f64>, before: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
+    after.iter().map(|(verb, value)| (verb.clone(), value - before.get(verb).copied().unwrap_or(0.0))).collect()
+}
+
+async fn phases_of(client: &Client) -> Result<HashMap<String, String>> {
+    let rollouts: Api<Rollout> = Api::namespaced(client.clone(), NAMESPACE);
+    let list = rollouts.list(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .iter()
+        .map(|r| (r.name_any(), r.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default()))
+        .collect())
+}
+
+/// Waits until all `count` Rollouts are Healthy with the current spec; returns when each became so.
+async fn wait_all_healthy(client: &Client, count: usize, timeout: Duration) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let phases = phases_of(client).await?;
+        let healthy = phases.values().filter(|p| *p == "Healthy").count();
+        if healthy == count {
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            bail!("only {healthy} of {count} Rollouts were Healthy after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Adds kwok nodes with room for the bench's pods (the harness's 3 nodes hold 330).
+async fn ensure_capacity(client: &Client, pods: usize) -> Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    for index in 0..pods.div_ceil(1000) {
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": format!("kwok-bench-{index}"), "annotations": {"kwok.x-k8s.io/node": "fake"},
+                         "labels": {"type": "kwok", "kubernetes.io/hostname": format!("kwok-bench-{index}")}},
+            "status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                       "allocatable": {"cpu": "1000", "memory": "1Ti", "pods": "1000"},
+                       "capacity": {"cpu": "1000", "memory": "1Ti", "pods": "1000"}}
+        }))?;
+        match nodes.create(&PostParams::default(), &node).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(())
+}
+
+async fn fresh_namespace(client: &Client) -> Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    if namespaces.get_opt(NAMESPACE).await?.is_some() {
+        // No controller runs yet: the Rollouts' finalizers must be dropped by hand.
+        let rollouts: Api<Rollout> = Api::namespaced(client.clone(), NAMESPACE);
+        let no_finalizers = json!({"metadata": {"finalizers": null}});
+        for rollout in rollouts.list(&ListParams::default()).await?.items {
+            rollouts.patch(&rollout.name_any(), &PatchParams::default(), &Patch::Merge(&no_finalizers)).await?;
+        }
+        namespaces.delete(NAMESPACE, &DeleteParams::background()).await?;
+        let started = Instant::now();
+        while namespaces.get_opt(NAMESPACE).await?.is_some() {
+            if started.elapsed() > Duration::from_secs(300) {
+                bail!("namespace {NAMESPACE} is still terminating");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    namespaces
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))?)
+        .await?;
+    Ok(())
+}
+
+/// What the roll phase observed, per Rollout.
+#[derive(Default)]
+struct RollTimes {
+    image_changed: HashMap<String, Instant>,
+    /// Pause start times (as stored: whole seconds) by step index.
+    pause_started: HashMap<(String, i32), Timestamp>,
+    /// When each canary weight was first seen on the VirtualService.
+    weight_seen: HashMap<(String, i64), Timestamp>,
+    healthy: HashMap<String, Instant>,
+}
+
+/// Records pause starts and Healthy times from the Rollouts, and weights from the VirtualServices.
+fn observe_roll(client: &Client, times: Arc<Mutex<RollTimes>>) -> tokio::task::JoinHandle<()> {
+    let rollouts: Api<Rollout> = Api::namespaced(client.clone(), NAMESPACE);
+    let gvk = GroupVersionKind::gvk("networking.istio.io", "v1", "VirtualService");
+    let vs: Api<DynamicObject> = Api::namespaced_with(client.clone(), NAMESPACE, &ApiResource::from_gvk(&gvk));
+    tokio::spawn(async move {
+        let rollout_changes =
+            watcher::watcher(rollouts, watcher::Config::default()).applied_objects().map_ok(Ok).boxed();
+        let vs_changes = watcher::watcher(vs, watcher::Config::default()).applied_objects().map_ok(Err).boxed();
+        let mut changes = stream::select(rollout_changes, vs_changes);
+        while let Some(Ok(change)) = changes.next().await {
+            let now = Timestamp::now();
+            let mut times = times.lock().expect("observer lock");
+            match change {
+                Ok(rollout) => {
+                    let name = rollout.name_any();
+                    let status = rollout.status.unwrap_or_default();
+                    if let (Some(index), Some(pause)) =
+                        (status.current_step_index, status.pause_conditions.as_ref().and_then(|p| p.first()))
+                    {
+                        times.pause_started.entry((name.clone(), index)).or_insert(pause.start_time.0);
+                    }
+                    if status.phase.as_deref() == Some("Healthy") && times.image_changed.contains_key(&name) {
+                        times.healthy.entry(name).or_insert_with(Instant::now);
+                    }
+                }
+                Err(vs) => {
+                    let weight = vs.data.pointer("/spec/http/0/route/1/weight").and_then(Value::as_i64).unwrap_or(0);
+                    times.weight_seen.entry((vs.name_any(), weight)).or_insert(now);
+                }
+            }
+        }
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn sorted(mut values: Vec<f64>) -> Vec<f64> {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values
+}
+
+/// Seconds from each pause (at `pause_index`) expiring to the next weight on the VirtualService.
+fn pause_latencies(times: &RollTimes, pause_index: i32, next_weight: i64) -> Vec<f64> {
+    times
+        .pause_started
+        .iter()
+        .filter(|((_, index), _)| *index == pause_index)
+        .filter_map(|((name, _), started)| {
+            let expiry = *started + PAUSE;
+            let written = times.weight_seen.get(&(name.clone(), next_weight))?;
+            Some(written.duration_since(expiry).as_secs_f64())
+        })
+        .collect()
+}
+
+struct Row {
+    metric: String,
+    value: String,
+    target: String,
+    met: Option<bool>,
+}
+
+fn row(metric: &str, value: String, target: &str, met: Option<bool>) -> Row {
+    Row { metric: metric.into(), value, target: target.into(), met }
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = args()?;
+    std::fs::create_dir_all(repo_root().join("target/bench"))?;
+    let client = admin_client().await?;
+    let kubeconfig = e2e::kubeconfig_path();
+    let _ = admin_config().await?;
+    let n = args.rollouts;
+    println!(
+        "bench: {n} Rollouts, idle {:?}, settle {} s, controller {}",
+        args.idle,
+        args.settle_seconds,
+        args.binary.display()
+    );
+    ensure_capacity(&client, n * 5).await?;
+    fresh_namespace(&client).await?;
+
+    let (mut controller, first_ready) = Controller::start(&args, &kubeconfig).await?;
+    println!("bench: controller ready after {first_ready:?}");
+
+    // ---- create ----
+    controller.new_phase();
+    let (usage_before, requests_before) = (controller.usage()?, controller.requests().await?);
+    let create_started = Instant::now();
+    stream::iter(0..n)
+        .map(|index| {
+            let client = client.clone();
+            async move { apply_yaml(&client, Some(NAMESPACE), &objects(index)).await }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await?;
+    println!("bench: created {n} × 5 objects in {:?}", create_started.elapsed());
+    wait_all_healthy(&client, n, Duration::from_secs(1800)).await?;
+    let create_took = create_started.elapsed();
+    let create_cpu = controller.usage()?.cpu_seconds - usage_before.cpu_seconds;
+    let create_requests = delta(&controller.requests().await?, &requests_before);
+    let create_peak = controller.peak();
+    println!("bench: all Healthy after {create_took:?}");
+
+    // ---- idle ----
+    controller.new_phase();
+    let (usage_before, requests_before) = (controller.usage()?, controller.requests().await?);
+    tokio::time::sleep(args.idle).await;
+    let idle_cpu = controller.usage()?.cpu_seconds - usage_before.cpu_seconds;
+    let idle_requests = delta(&controller.requests().await?, &requests_before);
+    let steady_rss = controller.median();
+    println!("bench: idle for {:?}: {:.2} CPU s, {} writes", args.idle, idle_cpu, writes(&idle_requests));
+
+    // ---- roll ----
+    controller.new_phase();
+    let (usage_before, requests_before) = (controller.usage()?, controller.requests().await?);
+    let times = Arc::new(Mutex::new(RollTimes::default()));
+    let observer = observe_roll(&client, times.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let roll_started = Instant::now();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
+    let image =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "registry.example/app:v2"}]}}}});
+    let changed: Vec<(String, Instant)> = stream::iter(0..n)
+        .map(|index| {
+            let (deployments, image) = (deployments.clone(), image.clone());
+            async move {
+                let name = format!("app-{index:04}");
+                deployments.patch(&name, &PatchParams::default(), &Patch::Strategic(&image)).await?;
+                anyhow::Ok((name, Instant::now()))
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect()
+        .await?;
+    times.lock().expect("observer lock").image_changed.extend(changed);
+    println!("bench: changed {n} images in {:?}", roll_started.elapsed());
+    wait_all_healthy(&client, n, Duration::from_secs(1800)).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let roll_took = roll_started.elapsed();
+    let roll_cpu = controller.usage()?.cpu_seconds - usage_before.cpu_seconds;
+    let roll_requests = delta(&controller.requests().await?, &requests_before);
+    let roll_peak = controller.peak();
+    observer.abort();
+    println!("bench: all Healthy again after {roll_took:?}");
+
+    let times = times.lock().expect("observer lock");
+    let first_pause = sorted(pause_latencies(&times, 1, 50));
+    let second_pause = sorted(pause_latencies(&times, 3, 100));
+    let to_healthy = sorted(
+        times
+            .healthy
+            .iter()
+            .filter_map(|(name, healthy)| Some(healthy.duration_since(*times.image_changed.get(name)?).as_secs_f64()))
+            .collect(),
+    );
+    // Nothing can be faster: two pauses and, at promotion, two settle gaps (pods start at once).
+    let floor = 2.0 * PAUSE.as_secs_f64() + 2.0 * args.settle_seconds as f64;
+    drop(times);
+
+    // ---- restart ----
+    let stable_before: HashMap<String, String> = {
+        let rollouts: Api<Rollout> = Api::namespaced(client.clone(), NAMESPACE);
+        rollouts
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .map(|r| (r.name_any(), r.status.as_ref().and_then(|s| s.stable_rs.clone()).unwrap_or_default()))
+            .collect()
+    };
+    controller.child.kill().await?;
+    let (controller, restart_ready) = Controller::start(&args, &kubeconfig).await?;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let after_restart = controller.requests().await?;
+    let rollouts: Api<Rollout> = Api::namespaced(client.clone(), NAMESPACE);
+    let moved_back = rollouts
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter(|r| {
+            let status = r.status.clone().unwrap_or_default();
+            status.phase.as_deref() != Some("Healthy") || status.stable_rs.as_ref() != stable_before.get(&r.name_any())
+        })
+        .count();
+    println!("bench: restarted, ready after {restart_ready:?}; {moved_back} Rollouts moved");
+
+    // ---- binary size ----
+    let stripped = repo_root().join("target/bench/rollouts-controller.stripped");
+    std::fs::copy(&args.binary, &stripped)?;
+    let _ = std::process::Command::new("strip").arg(&stripped).status();
+    let binary_size = std::fs::metadata(&stripped)?.len();
+
+    let ms = |v: f64| format!("{:.0} ms", v * 1000.0);
+    let lat = |v: &[f64]| {
+        if v.is_empty() {
+            "no samples".to_string()
+        } else {
+            format!(
+                "p50 {} / p90 {} / p99 {} / max {} ({} samples)",
+                ms(percentile(v, 50.0)),
+                ms(percentile(v, 90.0)),
+                ms(percentile(v, 99.0)),
+                ms(percentile(v, 100.0)),
+                v.len()
+            )
+        }
+    };
+    let verbs = |r: &BTreeMap<String, f64>| {
+        r.iter().filter(|(_, v)| **v > 0.0).map(|(k, v)| format!("{k} {v:.0}")).collect::<Vec<_>>().join(", ")
+    };
+    let idle_writes = writes(&idle_requests);
+    let idle_core = idle_cpu / args.idle.as_secs_f64();
+    let p99_healthy = percentile(&to_healthy, 99.0);
+    let rows = vec![
+        row("Rollouts", n.to_string(), "", None),
+        row(
+            "RSS steady (idle median)",
+            format!("{:.1} MiB", steady_rss as f64 / MIB),
+            "≤ 64 MiB",
+            Some(steady_rss as f64 <= 64.0 * MIB),
+        ),
+        row("RSS peak, create phase", format!("{:.1} MiB", create_peak as f64 / MIB), "", None),
+        row(
+            "RSS peak, roll phase",
+            format!("{:.1} MiB", roll_peak as f64 / MIB),
+            "≤ 96 MiB",
+            Some(roll_peak as f64 <= 96.0 * MIB),
+        ),
+        row("CPU, create phase", format!("{create_cpu:.1} s over {:.0} s", create_took.as_secs_f64()), "", None),
+        row(
+            "CPU, idle phase",
+            format!("{idle_cpu:.2} s over {:.0} s ({:.2}% of a core)", args.idle.as_secs_f64(), idle_core * 100.0),
+            "< 1% of a core",
+            Some(idle_core < 0.01),
+        ),
+        row("CPU, roll phase", format!("{roll_cpu:.1} s over {:.0} s", roll_took.as_secs_f64()), "", None),
+        row("API requests, create", verbs(&create_requests), "", None),
+        row("API requests, idle", verbs(&idle_requests), "", None),
+        row("API writes, idle", format!("{idle_writes:.0}"), "0", Some(idle_writes == 0.0)),
+        row("API requests, roll", verbs(&roll_requests), "", None),
+        row("API requests, 15 s after restart", verbs(&after_restart), "", None),
+        row(
+            "pause 1 expiry → weight 50 written",
+            lat(&first_pause),
+            "p99 ≤ 250 ms, max ≤ 1 s",
+            Some(percentile(&first_pause, 99.0) <= 0.25 && percentile(&first_pause, 100.0) <= 1.0),
+        ),
+        row("pause 2 expiry → weight 100 written (includes scaling the canary to 2)", lat(&second_pause), "", None),
+        row(
+            "image change → Healthy",
+            format!(
+                "p50 {:.1} s / p99 {:.1} s (floor {floor:.0} s; {} samples)",
+                percentile(&to_healthy, 50.0),
+                p99_healthy,
+                to_healthy.len()
+            ),
+            "p99 ≤ 1.1 × floor",
+            Some(p99_healthy <= 1.1 * floor),
+        ),
+        row("start → ready (first start, empty cluster)", format!("{:.2} s", first_ready.as_secs_f64()), "", None),
+        row(
+            "restart → ready (everything Healthy)",
+            format!("{:.2} s", restart_ready.as_secs_f64()),
+            "≤ 5 s",
+            Some(restart_ready <= Duration::from_secs(5)),
+        ),
+        row("Rollouts moved by the restart", moved_back.to_string(), "0", Some(moved_back == 0)),
+        row(
+            "release binary, stripped",
+            format!("{:.1} MB", binary_size as f64 / 1e6),
+            "≤ 30 MB",
+            Some(binary_size as f64 <= 30e6),
+        ),
+    ];
+    report(&rows, n)?;
+    Ok(())
+}
+
+fn report(rows: &[Row], n: usize) -> Result<()> {
+    let mut markdown = format!(
+        "# rollouts-controller benchmark: {n} Rollouts\n\n| Metric | Value | Target | Met |\n|---|---|---|---|\n"
+    );
+    for r in rows {
+        let met = match r.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "",
+        };
+        markdown.push_str(&format!("| {} | {} | {} | {met} |\n", r.metric, r.value, r.target));
+    }
+    let missed: Vec<&Row> = rows.iter().filter(|r| r.met == Some(false)).collect();
+    markdown.push_str(&if missed.is_empty() {
+        "\nEvery target was met.\n".to_string()
+    } else {
+        format!("\nMissed targets: {}.\n", missed.iter().map(|r| r.metric.as_str()).collect::<Vec<_>>().join("; "))
+    });
+    println!("\n{markdown}");
+    let json: Vec<Value> =
+        rows.iter().map(|r| json!({"metric": r.metric, "value": r.value, "target": r.target, "met": r.met})).collect();
+    let dir = repo_root().join("target/bench");
+    std::fs::write(dir.join("results.md"), &markdown)?;
+    std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(&json!({"rollouts": n, "rows": json}))?)?;
+    println!("written to {} and results.json", dir.join("results.md").display());
+    Ok(())
+}
