@@ -461,19 +461,17 @@ async fn main() -> Result<()> {
     observer.abort();
     println!("bench: all Healthy again after {roll_took:?}");
 
-    let times = times.lock().expect("observer lock");
-    let first_pause = sorted(pause_latencies(&times, 1, 50));
-    let second_pause = sorted(pause_latencies(&times, 3, 100));
-    let to_healthy = sorted(
-        times
+    // Nothing can be faster: two pauses and, at promotion, two settle gaps (pods start at once).
+    let floor = 2.0 * PAUSE.as_secs_f64() + 2.0 * args.settle_seconds as f64;
+    let (first_pause, second_pause, to_healthy) = {
+        let times = times.lock().expect("observer lock");
+        let to_healthy = times
             .healthy
             .iter()
             .filter_map(|(name, healthy)| Some(healthy.duration_since(*times.image_changed.get(name)?).as_secs_f64()))
-            .collect(),
-    );
-    // Nothing can be faster: two pauses and, at promotion, two settle gaps (pods start at once).
-    let floor = 2.0 * PAUSE.as_secs_f64() + 2.0 * args.settle_seconds as f64;
-    drop(times);
+            .collect();
+        (sorted(pause_latencies(&times, 1, 50)), sorted(pause_latencies(&times, 3, 100)), sorted(to_healthy))
+    };
 
     // ---- restart ----
     let stable_before: HashMap<String, String> = {
