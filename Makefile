@@ -3,11 +3,12 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CLUSTER := tests/cluster
 
-.PHONY: help demo test unit e2e crds bench cluster-build cluster-up cluster-down lint
+.PHONY: help demo test crds bench cluster-build cluster-up cluster-down
 
 help:
 	@echo "make demo           local cluster + controller + an example rollout walking its steps"
 	@echo "make test           build what is missing, start a fresh cluster, run every test, stop it"
+	@echo "make bench          memory, latency and API cost at ROLLOUTS=1000 (quick: make bench ROLLOUTS=100 IDLE=60)"
 	@echo "make crds           regenerate crds/rollout.yaml from the Rust types"
 	@echo "make cluster-build  build the pinned control plane into ~/.cache/rollouts-testbin"
 	@echo "make cluster-up     start the local cluster (kubeconfig: target/cluster/kubeconfig)"
@@ -36,5 +37,17 @@ test: cluster-build
 	@$(CLUSTER)/up.sh
 	@set -o pipefail; status=0; \
 	  KUBECONFIG=$(CURDIR)/target/cluster/kubeconfig cargo test --workspace --no-fail-fast -- --include-ignored || status=$$?; \
+	  $(CLUSTER)/down.sh; \
+	  exit $$status
+
+# The benchmark on a fresh local cluster, always torn down; results in target/bench/.
+ROLLOUTS ?= 1000
+IDLE ?= 300
+bench: cluster-build
+	cargo build --release -p rollouts-controller -p e2e --bin rollouts-controller --bin bench
+	@$(CLUSTER)/down.sh
+	@$(CLUSTER)/up.sh
+	@status=0; \
+	  KUBECONFIG=$(CURDIR)/target/cluster/kubeconfig target/release/bench --rollouts $(ROLLOUTS) --idle-seconds $(IDLE) || status=$$?; \
 	  $(CLUSTER)/down.sh; \
 	  exit $$status
