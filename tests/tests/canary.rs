@@ -403,3 +403,41 @@ async fn migrating_a_deployment_keeps_capacity_throughout() -> Result<()> {
     assert!(fewest >= 3, "only {fewest} pods were ready at some point during the migration");
     Ok(())
 }
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn a_rollout_that_cant_be_read_is_reported_and_stalls_no_other() -> Result<()> {
+    let ns = TestNamespace::new("canary-malformed").await?;
+    let _controller = ns.start_controller().await?;
+    // The pod template passes the CRD schema as it is, so a wrong type reaches the controller.
+    ns.apply(
+        r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: broken}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: broken}}
+  template:
+    metadata: {labels: {app: broken}}
+    spec: {containers: "not a list"}
+  strategy: {canary: {steps: [{setWeight: 50}]}}
+"#,
+    )
+    .await?;
+    ns.apply(&deployment(2, "nginx:1.26")).await?;
+    ns.apply(&rollout(2, "[{setWeight: 50}]", "")).await?;
+    ns.wait_phase("web", "Healthy").await?;
+    // Our own client can't read it typed either: read it as plain JSON.
+    let resource = kube::api::ApiResource::erase::<Rollout>(&());
+    let raw: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(ns.client.clone(), &ns.name, &resource);
+    let status = poll_until(DEFAULT_TIMEOUT, || async {
+        let status = raw.get("broken").await?.data["status"].clone();
+        let reported =
+            status["message"].as_str().is_some_and(|m| m.starts_with("InvalidSpec") && m.contains("could not be read"));
+        Ok(reported.then_some(status))
+    })
+    .await?;
+    assert_eq!(status["phase"], "Degraded");
+    Ok(())
+}

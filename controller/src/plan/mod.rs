@@ -1386,8 +1386,10 @@ impl<'a> Planner<'a> {
         let aborted_message = format!("Rollout aborted update to revision {}", self.revision());
         let c = &mut self.conditions;
         if self.next.abort == Some(true) {
-            let message = aborted_message;
-            cond::set(c, cond::PROGRESSING, "False", "RolloutAborted", &message, now);
+            // An abort keeps the message it started with (it may say why it aborted).
+            if cond::find(c, cond::PROGRESSING).is_none_or(|p| p.reason != "RolloutAborted") {
+                cond::set(c, cond::PROGRESSING, "False", "RolloutAborted", &aborted_message, now);
+            }
         } else if paused {
             cond::set(c, cond::PROGRESSING, "Unknown", "RolloutPaused", "Rollout is paused", now);
         } else if healthy {
@@ -1445,15 +1447,14 @@ impl<'a> Planner<'a> {
             return;
         }
         let message = format!("ReplicaSet \"{new_name}\" has timed out progressing.");
-        cond::set(&mut self.conditions, cond::PROGRESSING, "False", "ProgressDeadlineExceeded", &message, self.now);
         if self.observed.rollout.spec.progress_deadline_abort == Some(true) && !self.promoted() {
+            let aborted = format!("Rollout aborted update to revision {}: {message}", self.revision());
+            cond::set(&mut self.conditions, cond::PROGRESSING, "False", "RolloutAborted", &aborted, self.now);
             self.next.abort = Some(true);
             self.next.aborted_at = Some(self.stamp());
-            self.events.push(Event {
-                warning: true,
-                reason: "RolloutAborted",
-                message: format!("Rollout aborted update to revision {}: {message}", self.revision()),
-            });
+            self.events.push(Event { warning: true, reason: "RolloutAborted", message: aborted });
+        } else {
+            cond::set(&mut self.conditions, cond::PROGRESSING, "False", "ProgressDeadlineExceeded", &message, self.now);
         }
     }
 
