@@ -150,21 +150,7 @@ const STEPS: &str = "[{setWeight: 25}, {pause: {}}, {setWeight: 50}, {pause: {}}
 
 /// A basic canary of 4 pods with an inline pod template.
 fn web_rollout() -> String {
-    format!(
-        r#"
-apiVersion: argoproj.io/v1alpha1
-kind: Rollout
-metadata: {{name: web}}
-spec:
-  replicas: 4
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers: [{{name: web, image: "nginx:1.26"}}]
-  strategy: {{canary: {{steps: {STEPS}}}}}
-"#
-    )
+    e2e::fixtures::inline_rollout("web", 4, "nginx:1.26", STEPS)
 }
 
 /// Applies `web`, waits for Healthy, updates the image and waits at the first pause.
@@ -311,19 +297,9 @@ async fn undo_puts_the_previous_image_back_in_the_deployment() -> Result<()> {
     let ns = TestNamespace::new("cli-undo").await?;
     let _controller = ns.start_controller().await?;
     let plugin = Plugin::admin(&ns);
+    ns.apply(&e2e::fixtures::deployment("web", 0, "nginx:1.26")).await?;
     ns.apply(
         r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 0
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers: [{name: web, image: "nginx:1.26"}]
----
 apiVersion: argoproj.io/v1alpha1
 kind: Rollout
 metadata: {name: web}

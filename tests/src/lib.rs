@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 
 /// Label on every namespace a test creates, so leftovers are easy to find and delete.
 pub mod controller;
+pub mod fixtures;
 pub mod process;
 pub mod rollouts;
 

@@ -13,20 +13,7 @@ use rollouts_controller::api::{POD_TEMPLATE_HASH_LABEL, Rollout};
 use serde_json::json;
 
 fn deployment(replicas: i32, image: &str) -> String {
-    format!(
-        r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web}}
-spec:
-  replicas: {replicas}
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers: [{{name: web, image: "{image}"}}]
-"#
-    )
+    e2e::fixtures::deployment("web", replicas, image)
 }
 
 /// A Rollout of Deployment `web` with the given steps (YAML flow list).

@@ -3,29 +3,17 @@
 
 use std::time::Duration;
 
+use e2e::fixtures::deployment;
 use e2e::{DEFAULT_TIMEOUT, TestNamespace, User, poll_until};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};
 
-const DEPLOYMENT: &str = r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers: [{name: web, image: nginx:1.27}]
-"#;
-
 #[tokio::test]
 #[ignore = "e2e: needs the test cluster (make test)"]
 async fn deployment_becomes_ready_and_is_garbage_collected() -> anyhow::Result<()> {
     let ns = TestNamespace::new("smoke-deployment").await?;
-    ns.apply(DEPLOYMENT).await?;
+    ns.apply(&deployment("web", 3, "nginx:1.27")).await?;
     ns.wait_for::<Deployment>("web", "3 ready replicas", DEFAULT_TIMEOUT, |d| {
         d.status.as_ref().and_then(|s| s.ready_replicas) == Some(3)
     })
@@ -48,7 +36,7 @@ async fn deployment_becomes_ready_and_is_garbage_collected() -> anyhow::Result<(
 #[ignore = "e2e: needs the test cluster (make test)"]
 async fn hpa_scales_a_deployment_through_the_scale_subresource() -> anyhow::Result<()> {
     let ns = TestNamespace::new("smoke-hpa").await?;
-    ns.apply(&DEPLOYMENT.replace("replicas: 3", "replicas: 1")).await?;
+    ns.apply(&deployment("web", 1, "nginx:1.27")).await?;
     ns.apply(
         r#"
 apiVersion: autoscaling/v2

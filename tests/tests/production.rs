@@ -15,23 +15,7 @@ use serde_json::json;
 const LEASE: &str = "rollouts-controller-leader";
 
 fn rollout(steps: &str) -> String {
-    format!(
-        r#"
-apiVersion: argoproj.io/v1alpha1
-kind: Rollout
-metadata: {{name: web}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers: [{{name: web, image: "nginx:1.26"}}]
-  strategy:
-    canary:
-      steps: {steps}
-"#
-    )
+    e2e::fixtures::inline_rollout("web", 2, "nginx:1.26", steps)
 }
 
 async fn set_image(ns: &TestNamespace, image: &str) -> Result<()> {
