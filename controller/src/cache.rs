@@ -6,7 +6,7 @@
 //! - `References` records which objects each Rollout references (its Deployment, Services,
 //!   VirtualServices), so their caches keep only those and their events wake the right Rollouts.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use kube::Resource;
@@ -165,8 +165,10 @@ struct Links {
     /// Rollout -> the objects it references.
     targets: HashMap<RolloutKey, Vec<Key>>,
     /// References whose presence the cache has not yet confirmed (the object may have been
-    /// filtered out before it was referenced).
-    unconfirmed: HashSet<Key>,
+    /// filtered out before it was referenced), with the epoch they were made in.
+    unconfirmed: HashMap<Key, u64>,
+    /// Advanced each time a list of the watched objects begins.
+    epoch: u64,
 }
 
 /// Which objects of one kind the Rollouts reference.
@@ -197,7 +199,8 @@ impl References {
             let first = referrers.is_empty();
             referrers.insert(rollout.clone());
             if first {
-                links.unconfirmed.insert(target.clone());
+                let epoch = links.epoch;
+                links.unconfirmed.insert(target.clone(), epoch);
             }
         }
         let dropped = previous.into_iter().filter(|old| !targets.contains(old)).collect();
@@ -232,16 +235,24 @@ impl References {
 
     /// Whether a cache miss for `target` may be stale (it was referenced only recently).
     pub fn unconfirmed(&self, target: &Key) -> bool {
-        self.read().unconfirmed.contains(target)
+        self.read().unconfirmed.contains_key(target)
     }
 
     pub fn confirm(&self, target: &Key) {
         self.write().unconfirmed.remove(target);
     }
 
-    /// After a complete list every referenced object's presence is known.
-    pub fn confirm_all(&self) {
-        self.write().unconfirmed.clear();
+    /// A list of the watched objects begins; returns its epoch for `confirm_listed`.
+    pub fn begin_list(&self) -> u64 {
+        let mut links = self.write();
+        links.epoch += 1;
+        links.epoch - 1
+    }
+
+    /// A list that began at `epoch` is complete: the presence of everything referenced before it
+    /// began is known. (What was referenced during it may have been filtered out.)
+    pub fn confirm_listed(&self, epoch: u64) {
+        self.write().unconfirmed.retain(|_, referenced| *referenced > epoch);
     }
 
     pub fn rollouts_for(&self, target: &Key) -> Vec<RolloutKey> {
@@ -298,11 +309,14 @@ mod tests {
         assert_eq!(refs.rollouts_for(&key("a")), vec![key("ro")]);
 
         // A re-list reports what changed, appeared or went away.
+        let epoch = refs.begin_list();
         cache.apply(Event::Init, keep);
         cache.apply(Event::InitApply(service("a", "2")), keep);
         let changed = cache.apply(Event::InitDone, keep);
+        refs.confirm_listed(epoch);
         assert_eq!(keys(changed), vec![key("a")]);
         assert!(cache.synced());
+        assert!(!refs.unconfirmed(&key("a")));
 
         refs.remove(&key("ro"));
         assert!(!refs.is_referenced(&key("a")));
@@ -319,6 +333,17 @@ mod tests {
         assert_eq!(cache.indexed("x").len(), 1);
         cache.apply(Event::Apply(service("a", "2")), |_| true);
         assert!(cache.indexed("x").is_empty());
+    }
+
+    #[test]
+    fn a_list_confirms_only_what_was_referenced_before_it_began() {
+        let refs = References::default();
+        refs.set(&key("r1"), vec![key("before")]);
+        let epoch = refs.begin_list();
+        refs.set(&key("r2"), vec![key("during")]);
+        refs.confirm_listed(epoch);
+        assert!(!refs.unconfirmed(&key("before")));
+        assert!(refs.unconfirmed(&key("during")), "the list may have passed it before it was referenced");
     }
 
     #[test]

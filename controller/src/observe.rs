@@ -46,43 +46,81 @@ where
     Ok(fetched.map(Arc::new))
 }
 
-pub async fn observe(ctx: &Arc<Context>, rollout: &Rollout, now: Timestamp) -> Result<Observed, Error> {
+/// What a Rollout references, by kind: a pure function of its spec.
+#[derive(Default)]
+pub struct References {
+    pub deployments: Vec<Key>,
+    pub replica_sets: Vec<Key>,
+    pub pod_templates: Vec<Key>,
+    pub services: Vec<Key>,
+    pub virtual_services: Vec<Key>,
+}
+
+pub fn references(rollout: &Rollout) -> References {
+    let namespace = rollout.metadata.namespace.clone().unwrap_or_default();
+    let key = |name: &str| (namespace.clone(), name.to_string());
+    let mut refs = References::default();
+    if let Some(workload) = &rollout.spec.workload_ref {
+        let target = match workload.kind.as_str() {
+            "Deployment" => &mut refs.deployments,
+            "ReplicaSet" => &mut refs.replica_sets,
+            _ => &mut refs.pod_templates,
+        };
+        target.push(key(&workload.name));
+    }
+    if let Some(canary) = &rollout.spec.strategy.canary {
+        refs.services =
+            [&canary.stable_service, &canary.canary_service].into_iter().flatten().map(|s| key(s)).collect();
+        let istio = canary.traffic_routing.as_ref().and_then(|t| t.istio.as_ref());
+        refs.virtual_services = istio
+            .map(|i| {
+                let all = i.virtual_service.iter().chain(i.virtual_services.iter().flatten());
+                all.map(|vs| traffic::virtual_service_key(&vs.name, &namespace)).collect()
+            })
+            .unwrap_or_default();
+    }
+    refs
+}
+
+/// Records what `rollout` references, so the caches keep those objects and their changes wake
+/// it. Returns the Services it named before and no longer does.
+pub fn register(ctx: &Context, rollout: &Rollout) -> Vec<Key> {
     let rollout_key = key_of(rollout);
-    let namespace = rollout_key.0.clone();
+    let refs = references(rollout);
+    ctx.deployments.refs.set(&rollout_key, refs.deployments);
+    ctx.workload_replica_sets.refs.set(&rollout_key, refs.replica_sets);
+    ctx.pod_templates.refs.set(&rollout_key, refs.pod_templates);
+    ctx.virtual_services.refs.set(&rollout_key, refs.virtual_services);
+    ctx.services.refs.set(&rollout_key, refs.services)
+}
+
+pub async fn observe(ctx: &Arc<Context>, rollout: &Rollout, now: Timestamp) -> Result<Observed, Error> {
+    let namespace = rollout.metadata.namespace.clone().unwrap_or_default();
     let client = ctx.client.clone();
+    let released = register(ctx, rollout);
+    let refs = references(rollout);
 
-    let workload = observe_workload(ctx, rollout, &rollout_key).await?;
+    let workload = observe_workload(ctx, rollout).await?;
 
-    let canary = rollout.spec.strategy.canary.as_ref();
-    let service_names: Vec<String> =
-        canary.iter().flat_map(|c| [c.stable_service.clone(), c.canary_service.clone()]).flatten().collect();
-    let service_keys: Vec<Key> = service_names.iter().map(|name| (namespace.clone(), name.clone())).collect();
-    ctx.services.refs.set(&rollout_key, service_keys.clone());
+    let services_api = Api::<Service>::namespaced(client.clone(), &namespace);
     let mut services = BTreeMap::new();
-    for key in &service_keys {
-        if let Some(service) =
-            lookup(&ctx.services, Api::<Service>::namespaced(client.clone(), &namespace), key).await?
-        {
+    for key in &refs.services {
+        if let Some(service) = lookup(&ctx.services, services_api.clone(), key).await? {
+            services.insert(key.1.clone(), service_view(&service));
+        }
+    }
+    // Services this Rollout no longer names: the plan releases them if it still manages them.
+    for key in released {
+        if let Some(service) = services_api.get_opt(&key.1).await? {
             services.insert(key.1.clone(), service_view(&service));
         }
     }
 
-    let istio = canary.and_then(|c| c.traffic_routing.as_ref()).and_then(|t| t.istio.as_ref());
-    let vs_keys: Vec<Key> = istio
-        .map(|i| {
-            i.virtual_service
-                .iter()
-                .chain(i.virtual_services.iter().flatten())
-                .map(|vs| traffic::virtual_service_key(&vs.name, &namespace))
-                .collect()
-        })
-        .unwrap_or_default();
-    ctx.virtual_services.refs.set(&rollout_key, vs_keys.clone());
     let virtual_services = match ctx.virtual_service_api() {
         None => None,
         Some(resource) => {
             let mut found = BTreeMap::new();
-            for key in &vs_keys {
+            for key in &refs.virtual_services {
                 let api = Api::<DynamicObject>::namespaced_with(client.clone(), &key.0, &resource);
                 if let Some(vs) = lookup(&ctx.virtual_services, api, key).await? {
                     let spec = vs.data.get("spec").cloned().unwrap_or_default();
@@ -136,16 +174,10 @@ pub async fn observe(ctx: &Arc<Context>, rollout: &Rollout, now: Timestamp) -> R
     })
 }
 
-async fn observe_workload(ctx: &Arc<Context>, rollout: &Rollout, rollout_key: &Key) -> Result<Option<Workload>, Error> {
-    let namespace = rollout_key.0.clone();
+async fn observe_workload(ctx: &Arc<Context>, rollout: &Rollout) -> Result<Option<Workload>, Error> {
+    let namespace = rollout.metadata.namespace.clone().unwrap_or_default();
     let client = ctx.client.clone();
     let reference = rollout.spec.workload_ref.as_ref();
-    let target = |kind: &str| {
-        reference.filter(|r| r.kind == kind).map(|r| vec![(namespace.clone(), r.name.clone())]).unwrap_or_default()
-    };
-    ctx.deployments.refs.set(rollout_key, target("Deployment"));
-    ctx.workload_replica_sets.refs.set(rollout_key, target("ReplicaSet"));
-    ctx.pod_templates.refs.set(rollout_key, target("PodTemplate"));
     let Some(reference) = reference else { return Ok(None) };
     crate::runtime::watch_workload_kind(ctx, &reference.kind);
     let key = (namespace.clone(), reference.name.clone());

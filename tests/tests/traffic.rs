@@ -454,6 +454,29 @@ async fn deleting_the_rollout_releases_its_services() -> Result<()> {
     let _controller = ns.start_controller().await?;
     example_healthy(&ns).await?;
     ns.api::<rollouts_controller::api::Rollout>().delete(NAME, &DeleteParams::background()).await?;
+    wait_released(&ns).await?;
+    let selector: Option<Value> =
+        ns.api::<Service>().get("istio-demo-stable").await?.spec.and_then(|s| s.selector).map(|s| json!(s));
+    assert_eq!(selector, Some(json!({"app": "istio-demo"})));
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn removing_traffic_routing_releases_the_services() -> Result<()> {
+    let ns = TestNamespace::new("traffic-removed").await?;
+    let _controller = ns.start_controller().await?;
+    example_healthy(&ns).await?;
+    let patch = json!({"spec": {"strategy": {"canary": {"trafficRouting": null, "stableService": null, "canaryService": null,
+        "steps": [{"setWeight": 50}]}}}});
+    ns.patch_spec(NAME, patch).await?;
+    wait_released(&ns).await?;
+    ns.wait_phase(NAME, "Healthy").await?;
+    Ok(())
+}
+
+/// Waits until neither Service selects a pod-template hash or is marked as managed.
+async fn wait_released(ns: &TestNamespace) -> Result<()> {
     poll_until(DEFAULT_TIMEOUT, || async {
         let services = ns.api::<Service>();
         let mut released = true;
@@ -465,9 +488,5 @@ async fn deleting_the_rollout_releases_its_services() -> Result<()> {
         }
         Ok(released.then_some(()))
     })
-    .await?;
-    let selector: Option<Value> =
-        ns.api::<Service>().get("istio-demo-stable").await?.spec.and_then(|s| s.selector).map(|s| json!(s));
-    assert_eq!(selector, Some(json!({"app": "istio-demo"})));
-    Ok(())
+    .await
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{PodTemplate, Service};
-use kube::api::{Api, ApiResource, DynamicObject};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::api::{INSTANCE_ID_LABEL, POD_TEMPLATE_HASH_LABEL, Rollout};
 use crate::cache::{Key, key_of};
+use crate::observe;
 use crate::reconcile::{self, Context, Settings, Trigger, Watched};
 use client::RateLimit;
 use leader::LeaseSettings;
@@ -98,6 +99,7 @@ pub async fn run(
     let reporter = Reporter { controller: "rollouts-controller".into(), instance: Some(options.instance_name.clone()) };
     let recorder = Recorder::new(client.clone(), reporter);
     let ctx = Arc::new(Context::new(client.clone(), options.settings.clone(), recorder, metrics));
+    register_existing(&ctx, &options.settings).await;
     let (triggers, trigger_receiver) = mpsc::channel(4096);
     let trigger_receiver = Arc::new(tokio::sync::Mutex::new(trigger_receiver));
     start_watches(&ctx, &triggers).await;
@@ -156,10 +158,7 @@ async fn lead(
     stopping: watch::Receiver<bool>,
 ) {
     let rollouts: Api<RolloutObject> = scoped_api(&ctx.client, &options.settings);
-    let selector = match &options.settings.instance_id {
-        Some(id) => format!("{INSTANCE_ID_LABEL}={id}"),
-        None => format!("!{INSTANCE_ID_LABEL}"),
-    };
+    let selector = instance_selector(&options.settings);
     let (reader, writer) = reflector::store();
     let forget = ctx.clone();
     let synced = health.clone();
@@ -195,6 +194,29 @@ async fn lead(
         .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()))
         .await;
+}
+
+/// The Rollouts this controller manages: those of its --instance-id, else those without one.
+fn instance_selector(settings: &Settings) -> String {
+    match &settings.instance_id {
+        Some(id) => format!("{INSTANCE_ID_LABEL}={id}"),
+        None => format!("!{INSTANCE_ID_LABEL}"),
+    }
+}
+
+/// Registers what the existing Rollouts reference before the reference caches list, so those
+/// lists keep exactly the referenced objects and the first reconciles need no extra reads.
+async fn register_existing(ctx: &Context, settings: &Settings) {
+    let rollouts: Api<RolloutObject> = scoped_api(&ctx.client, settings);
+    match rollouts.list(&ListParams::default().labels(&instance_selector(settings))).await {
+        Ok(list) => {
+            for rollout in list.items.iter().filter_map(|object| object.0.as_ref().ok()) {
+                observe::register(ctx, rollout);
+            }
+        }
+        // Not fatal: references are then registered, and fetched, as Rollouts are reconciled.
+        Err(error) => tracing::warn!(%error, "could not list Rollouts at startup"),
+    }
 }
 
 fn guard_key(object: &RolloutObject) -> Key {
@@ -289,12 +311,17 @@ async fn watch_references<K>(
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let mut events = std::pin::pin!(events(api, watcher::Config::default(), strip_managed_fields::<K>));
+    let mut list_epoch = 0;
     while let Some(event) = events.next().await {
         let Watched { cache, refs, .. } = watched(&ctx);
         let completes_list = matches!(event, Event::InitDone);
+        if matches!(event, Event::Init) {
+            list_epoch = refs.begin_list();
+        }
         let changed = cache.apply(event, |key| refs.is_referenced(key));
+        // Only once the cache holds the list may a miss mean "absent".
         if completes_list {
-            refs.confirm_all();
+            refs.confirm_listed(list_epoch);
         }
         let rollouts =
             changed.iter().flat_map(|object| refs.rollouts_for(&key_of(object.as_ref()))).collect::<Vec<_>>();

@@ -223,27 +223,55 @@ fn delta(after: &BTreeMap<String, f64>, before: &BTreeMap<String, f64>) -> BTree
     after.iter().map(|(verb, value)| (verb.clone(), value - before.get(verb).copied().unwrap_or(0.0))).collect()
 }
 
-async fn phases_of(client: &Client) -> Result<HashMap<String, String>> {
+async fn stable_hashes(client: &Client) -> Result<HashMap<String, String>> {
     let rollouts: Api<Rollout> = Api::namespaced(client.clone(), NAMESPACE);
     let list = rollouts.list(&ListParams::default()).await?;
     Ok(list
         .items
         .iter()
-        .map(|r| (r.name_any(), r.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default()))
+        .map(|r| (r.name_any(), r.status.as_ref().and_then(|s| s.stable_rs.clone()).unwrap_or_default()))
         .collect())
 }
 
-/// Waits until all `count` Rollouts are Healthy with the current spec; returns when each became so.
-async fn wait_all_healthy(client: &Client, count: usize, timeout: Duration) -> Result<()> {
+/// Waits until the controller has written nothing for 5 s (at most 120 s); returns how long.
+async fn wait_quiet(controller: &Controller) -> Result<Duration> {
     let started = Instant::now();
+    let mut last = writes(&controller.requests().await?);
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < Duration::from_secs(5) && started.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = writes(&controller.requests().await?);
+        if now != last {
+            last = now;
+            quiet_since = Instant::now();
+        }
+    }
+    Ok(started.elapsed())
+}
+
+/// Waits until all `count` Rollouts are Healthy, on a stable revision other than
+/// `previous` (when given).
+async fn wait_all_healthy(client: &Client, count: usize, previous: Option<&HashMap<String, String>>) -> Result<()> {
+    let started = Instant::now();
+    let timeout = Duration::from_secs(1800);
+    let rollouts: Api<Rollout> = Api::namespaced(client.clone(), NAMESPACE);
     loop {
-        let phases = phases_of(client).await?;
-        let healthy = phases.values().filter(|p| *p == "Healthy").count();
-        if healthy == count {
+        let list = rollouts.list(&ListParams::default()).await?;
+        let done = list
+            .items
+            .iter()
+            .filter(|r| {
+                let status = r.status.clone().unwrap_or_default();
+                let moved_on = previous
+                    .is_none_or(|p| status.stable_rs.is_some() && status.stable_rs.as_ref() != p.get(&r.name_any()));
+                status.phase.as_deref() == Some("Healthy") && moved_on
+            })
+            .count();
+        if done == count {
             return Ok(());
         }
         if started.elapsed() > timeout {
-            bail!("only {healthy} of {count} Rollouts were Healthy after {timeout:?}");
+            bail!("only {done} of {count} Rollouts were Healthy after {timeout:?}");
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -296,6 +324,8 @@ async fn fresh_namespace(client: &Client) -> Result<()> {
 /// What the roll phase observed, per Rollout.
 #[derive(Default)]
 struct RollTimes {
+    /// Stable pod-template hash of each Rollout before the roll: Healthy counts only once it changed.
+    stable_before: HashMap<String, String>,
     image_changed: HashMap<String, Instant>,
     /// Pause start times (as stored: whole seconds) by step index.
     pause_started: HashMap<(String, i32), Timestamp>,
@@ -326,7 +356,12 @@ fn observe_roll(client: &Client, times: Arc<Mutex<RollTimes>>) -> tokio::task::J
                     {
                         times.pause_started.entry((name.clone(), index)).or_insert(pause.start_time.0);
                     }
-                    if status.phase.as_deref() == Some("Healthy") && times.image_changed.contains_key(&name) {
+                    let new_stable =
+                        status.stable_rs.is_some() && status.stable_rs.as_ref() != times.stable_before.get(&name);
+                    if status.phase.as_deref() == Some("Healthy")
+                        && new_stable
+                        && times.image_changed.contains_key(&name)
+                    {
                         times.healthy.entry(name).or_insert_with(Instant::now);
                     }
                 }
@@ -412,7 +447,7 @@ async fn main() -> Result<()> {
         .try_collect::<Vec<_>>()
         .await?;
     println!("bench: created {n} × 5 objects in {:?}", create_started.elapsed());
-    wait_all_healthy(&client, n, Duration::from_secs(1800)).await?;
+    wait_all_healthy(&client, n, None).await?;
     let create_took = create_started.elapsed();
     let create_cpu = controller.usage()?.cpu_seconds - usage_before.cpu_seconds;
     let create_requests = delta(&controller.requests().await?, &requests_before);
@@ -431,7 +466,8 @@ async fn main() -> Result<()> {
     // ---- roll ----
     controller.new_phase();
     let (usage_before, requests_before) = (controller.usage()?, controller.requests().await?);
-    let times = Arc::new(Mutex::new(RollTimes::default()));
+    let stable_before = stable_hashes(&client).await?;
+    let times = Arc::new(Mutex::new(RollTimes { stable_before: stable_before.clone(), ..Default::default() }));
     let observer = observe_roll(&client, times.clone());
     tokio::time::sleep(Duration::from_secs(2)).await;
     let roll_started = Instant::now();
@@ -452,7 +488,7 @@ async fn main() -> Result<()> {
         .await?;
     times.lock().expect("observer lock").image_changed.extend(changed);
     println!("bench: changed {n} images in {:?}", roll_started.elapsed());
-    wait_all_healthy(&client, n, Duration::from_secs(1800)).await?;
+    wait_all_healthy(&client, n, Some(&stable_before)).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let roll_took = roll_started.elapsed();
     let roll_cpu = controller.usage()?.cpu_seconds - usage_before.cpu_seconds;
@@ -474,16 +510,10 @@ async fn main() -> Result<()> {
     };
 
     // ---- restart ----
-    let stable_before: HashMap<String, String> = {
-        let rollouts: Api<Rollout> = Api::namespaced(client.clone(), NAMESPACE);
-        rollouts
-            .list(&ListParams::default())
-            .await?
-            .items
-            .iter()
-            .map(|r| (r.name_any(), r.status.as_ref().and_then(|s| s.stable_rs.clone()).unwrap_or_default()))
-            .collect()
-    };
+    // Old ReplicaSets go after their scale-down delay; restart once nothing is left to do.
+    let quiet = wait_quiet(&controller).await?;
+    println!("bench: quiet {quiet:?} after Healthy");
+    let stable_before = stable_hashes(&client).await?;
     controller.child.kill().await?;
     let (controller, restart_ready) = Controller::start(&args, &kubeconfig).await?;
     tokio::time::sleep(Duration::from_secs(15)).await;
@@ -556,6 +586,12 @@ async fn main() -> Result<()> {
         row("API writes, idle", format!("{idle_writes:.0}"), "0", Some(idle_writes == 0.0)),
         row("API requests, roll", verbs(&roll_requests), "", None),
         row("API requests, 15 s after restart", verbs(&after_restart), "", None),
+        row(
+            "API writes, 15 s after restart",
+            format!("{:.0}", writes(&after_restart)),
+            "0",
+            Some(writes(&after_restart) == 0.0),
+        ),
         row(
             "pause 1 expiry → weight 50 written",
             lat(&first_pause),
