@@ -59,7 +59,7 @@ struct RunFlags {
     #[arg(long, env = "ROLLOUTS_ADMIN_ADDRESS", default_value = "0.0.0.0:8090")]
     admin_address: SocketAddr,
     /// Rollouts reconciled at the same time.
-    #[arg(long, env = "ROLLOUTS_CONCURRENCY", default_value_t = 8)]
+    #[arg(long, env = "ROLLOUTS_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
     /// Log format.
     #[arg(long, env = "ROLLOUTS_LOG_FORMAT", value_enum, default_value = "text")]

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, info_span};
 
 use crate::api::Rollout;
+use crate::apply::events::EventSink;
 use crate::cache::{Cache, Key, References, key_of};
 use crate::plan::{self, PlanConfig};
 use crate::runtime::metrics::{Metrics, RolloutInfo};
@@ -105,7 +106,7 @@ pub struct Context {
     pub services: Watched<Service>,
     pub virtual_services: Watched<DynamicObject>,
     virtual_service_api: RwLock<Option<ApiResource>>,
-    pub recorder: Recorder,
+    pub events: EventSink,
     pub metrics: Metrics,
     /// Rollouts as this controller last wrote them, until the cache catches up.
     written: Mutex<HashMap<Key, Arc<Rollout>>>,
@@ -130,7 +131,7 @@ impl Context {
             services: Watched::new(),
             virtual_services: Watched::new(),
             virtual_service_api: RwLock::new(None),
-            recorder,
+            events: EventSink::start(recorder),
             metrics,
             written: Mutex::default(),
             failures: Mutex::default(),

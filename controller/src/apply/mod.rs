@@ -1,7 +1,7 @@
 //! Executes a plan: the actions in order (stopping at the first failure), then one status patch
 //! with only what changed, then the Events. Every write is idempotent and uses one field manager.
 
-mod events;
+pub mod events;
 mod istio;
 mod pods;
 mod replicaset;
@@ -52,6 +52,6 @@ pub async fn apply(ctx: &Context, observed: &Observed, plan: &Plan) -> Result<Op
         ctx.metrics.wrote(action);
     }
     let written = rollout::patch_status(ctx, rollout, &plan.status).await?;
-    events::publish(ctx, rollout, &plan.events).await;
+    ctx.events.publish(rollout, &plan.events).await;
     Ok(written)
 }
