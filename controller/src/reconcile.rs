@@ -269,8 +269,9 @@ async fn reconcile_inner(object: &DeserializeGuard<Rollout>, ctx: &Arc<Context>)
         }
         Err(error) => return Err(error),
     }
-    Ok(match plan.requeue_after {
-        Some(after) => Requeue::requeue(after),
+    // The time is absolute: the writes above took time, and the next look must not be late.
+    Ok(match plan.requeue_at {
+        Some(at) => Requeue::requeue(Duration::try_from(at.duration_since(now())).unwrap_or(Duration::ZERO)),
         None => Requeue::await_change(),
     })
 }

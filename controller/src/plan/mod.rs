@@ -41,7 +41,7 @@ pub struct Plan {
     /// Kubernetes Events for what changed, emitted after the status is written.
     pub events: Vec<Event>,
     /// When to reconcile again without any change being observed (timed transitions).
-    pub requeue_after: Option<Duration>,
+    pub requeue_at: Option<Timestamp>,
     /// When the timed pause that this plan moves past expired (for the latency metric).
     pub pause_expired_at: Option<Timestamp>,
 }
@@ -109,7 +109,7 @@ const DEFAULT_PROGRESS_DEADLINE: i64 = 600;
 /// A Rollout being deleted gives the restored Deployment this long to become available.
 const RESTORE_TIMEOUT: i64 = 600;
 /// How soon a restart retries pods that a PodDisruptionBudget protected.
-const RESTART_RETRY: Duration = Duration::from_secs(10);
+const RESTART_RETRY: SignedDuration = SignedDuration::from_secs(10);
 
 /// Whether `spec.restartAt` has passed and is not yet done: `observe` gathers pods only then.
 pub fn restart_due(rollout: &Rollout, now: Timestamp) -> bool {
@@ -234,7 +234,7 @@ struct Planner<'a> {
     conditions: Vec<crate::api::RolloutCondition>,
     actions: Vec<Action>,
     events: Vec<Event>,
-    requeue: Option<Duration>,
+    requeue: Option<Timestamp>,
     /// The first thing this rollout waits for, for `status.message`.
     waiting: Option<String>,
     /// Desired `spec.replicas` of the ReplicaSets this plan sizes, by name.
@@ -295,7 +295,7 @@ impl<'a> Planner<'a> {
             actions: self.actions,
             status: self.next,
             events: self.events,
-            requeue_after: self.requeue,
+            requeue_at: self.requeue,
             pause_expired_at: self.pause_expired_at,
         }
     }
@@ -382,8 +382,7 @@ impl<'a> Planner<'a> {
     }
 
     fn requeue_at(&mut self, at: Timestamp) {
-        let after = until(self.now, at);
-        self.requeue = Some(self.requeue.map_or(after, |current| current.min(after)));
+        self.requeue = Some(self.requeue.map_or(at, |current| current.min(at)));
     }
 
     fn event(&mut self, reason: &'static str, message: String) {
@@ -1267,7 +1266,7 @@ impl<'a> Planner<'a> {
         for pod in old.into_iter().take(budget) {
             self.actions.push(Action::EvictPod { name: pod.name.clone() });
         }
-        self.requeue = Some(self.requeue.map_or(RESTART_RETRY, |r| r.min(RESTART_RETRY)));
+        self.requeue_at(self.now + RESTART_RETRY);
         self.wait(format!("rollout is restarting: {remaining} pods left to replace"));
     }
 

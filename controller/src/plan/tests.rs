@@ -362,7 +362,11 @@ fn basic_canary_walks_its_steps() {
     sim.wait(4);
     assert_eq!(sim.status().current_step_index, Some(3), "5 s have not passed");
     let plan = plan(&sim.observed);
-    assert_eq!(plan.requeue_after, Some(Duration::from_secs(1)), "requeued exactly at the pause's expiry");
+    assert_eq!(
+        plan.requeue_at,
+        Some(sim.observed.now + SignedDuration::from_secs(1)),
+        "requeued exactly at the pause's expiry"
+    );
     sim.wait(1);
     assert_eq!(sim.status().stable_rs.as_deref(), Some(v2.as_str()));
     assert_eq!((sim.rs(&v2).unwrap().spec_replicas, sim.rs(&v1).unwrap().spec_replicas), (4, 0));
@@ -692,7 +696,7 @@ fn restart_evicts_old_pods_within_max_unavailable() {
         .collect();
     sim.observed.rollout.spec.restart_at = Some(Time(t(10)));
     let early = plan(&sim.observed);
-    assert_eq!(early.requeue_after, Some(Duration::from_secs(10)));
+    assert_eq!(early.requeue_at, Some(t(10)));
     sim.observed.now = t(10);
     let plan = plan(&sim.observed);
     let evicted: Vec<_> = plan.actions.iter().filter(|a| matches!(a, Action::EvictPod { .. })).collect();
@@ -881,7 +885,7 @@ fn no_progress_for_the_deadline_can_abort() {
     sim.settle();
     assert_eq!(phase(&sim), "Progressing");
     let plan = plan(&sim.observed);
-    assert_eq!(plan.requeue_after, Some(Duration::from_secs(60)), "requeued at the deadline");
+    assert_eq!(plan.requeue_at, Some(sim.observed.now + SignedDuration::from_secs(60)), "requeued at the deadline");
     sim.wait(61);
     let status = sim.status();
     assert_eq!(phase(&sim), "Degraded");

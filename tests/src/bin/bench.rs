@@ -538,8 +538,18 @@ async fn main() -> Result<()> {
     // Nothing can be faster than the two pauses, the two settle gaps at promotion, and the time
     // the cluster took to start the canary's pods (measured per Rollout).
     let fixed = 2.0 * PAUSE.as_secs_f64() + 2.0 * args.settle_seconds as f64;
-    let (first_pause, second_pause, to_healthy, floors, over_floor) = {
+    let (first_pause, second_pause, to_healthy, floors, over_floor, to_first_weight) = {
         let times = times.lock().expect("observer lock");
+        let to_first_weight = times
+            .image_changed
+            .iter()
+            .filter_map(|(name, changed)| {
+                let seen = times.weight_seen.get(&(name.clone(), 20))?;
+                let since_change =
+                    changed.elapsed().as_secs_f64() - Timestamp::now().duration_since(*seen).as_secs_f64();
+                Some(since_change)
+            })
+            .collect();
         let mut to_healthy = Vec::new();
         let mut floors = Vec::new();
         let mut over_floor = Vec::new();
@@ -557,6 +567,7 @@ async fn main() -> Result<()> {
             sorted(to_healthy),
             sorted(floors),
             sorted(over_floor),
+            sorted(to_first_weight),
         )
     };
 
@@ -642,6 +653,12 @@ async fn main() -> Result<()> {
             format!("{:.0}", writes(&after_restart)),
             "0",
             Some(writes(&after_restart) == 0.0),
+        ),
+        row(
+            "image change → first weight (20) written: new ReplicaSet, its pod, the canary Service",
+            lat(&to_first_weight),
+            "",
+            None,
         ),
         row(
             "pause 1 expiry → weight 50 written",
