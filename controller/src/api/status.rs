@@ -1,7 +1,7 @@
 //! `Rollout.status`, with Argo Rollouts' JSON names and shapes (`HPAReplicas` is capitalised,
 //! `observedGeneration` is a string, `stableRS` is a pod-template hash).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -100,7 +100,7 @@ pub struct CanaryStatus {
     /// When this controller last moved traffic (weights or a Service selector); settle gaps count
     /// from it. An extension of this controller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub traffic_changed_at: Option<Time>,
+    pub traffic_changed_at: Option<MicroTime>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

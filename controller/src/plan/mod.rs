@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, MicroTime, ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 pub use observed::{Observed, PlanConfig, PodView, ReplicaSetView, ServiceView, VirtualServiceView, Workload};
@@ -413,8 +413,9 @@ impl<'a> Planner<'a> {
         false
     }
 
+    /// Records a traffic change, to the microsecond, so settle gaps are exact.
     fn traffic_moved(&mut self) {
-        self.next.canary.get_or_insert_with(CanaryStatus::default).traffic_changed_at = Some(self.stamp());
+        self.next.canary.get_or_insert_with(CanaryStatus::default).traffic_changed_at = Some(MicroTime(self.now));
     }
 
     // ---- phases ----------------------------------------------------------------------------
