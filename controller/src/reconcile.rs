@@ -200,13 +200,18 @@ fn now() -> Timestamp {
     Timestamp::now()
 }
 
-pub async fn reconcile(object: Arc<DeserializeGuard<Rollout>>, ctx: Arc<Context>) -> Result<Requeue, Error> {
-    let (namespace, name) = match &object.0 {
+/// Namespace and name of a Rollout, readable or not.
+pub fn guard_key(object: &DeserializeGuard<Rollout>) -> Key {
+    match &object.0 {
         Ok(rollout) => key_of(rollout),
         Err(invalid) => {
             (invalid.metadata.namespace.clone().unwrap_or_default(), invalid.metadata.name.clone().unwrap_or_default())
         }
-    };
+    }
+}
+
+pub async fn reconcile(object: Arc<DeserializeGuard<Rollout>>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let (namespace, name) = guard_key(&object);
     let span = info_span!("reconcile", namespace = %namespace, name = %name);
     let started = Instant::now();
     let result = reconcile_inner(&object, &ctx).instrument(span.clone()).await;
@@ -222,10 +227,7 @@ async fn reconcile_inner(object: &DeserializeGuard<Rollout>, ctx: &Arc<Context>)
     let cached = match &object.0 {
         Ok(rollout) => rollout,
         Err(invalid) => {
-            let (namespace, name) = (
-                invalid.metadata.namespace.clone().unwrap_or_default(),
-                invalid.metadata.name.clone().unwrap_or_default(),
-            );
+            let (namespace, name) = guard_key(object);
             tracing::warn!(error = %invalid.error, "rollout can't be read");
             apply::write_invalid_object(ctx, &namespace, &name, &invalid.error).await?;
             return Ok(Requeue::await_change());
@@ -278,12 +280,7 @@ async fn reconcile_inner(object: &DeserializeGuard<Rollout>, ctx: &Arc<Context>)
 
 /// Transient failures retry with exponential backoff per Rollout: 0.5 s, 1 s, 2 s ... 5 min.
 pub fn error_policy(object: Arc<DeserializeGuard<Rollout>>, error: &Error, ctx: Arc<Context>) -> Requeue {
-    let key = match &object.0 {
-        Ok(rollout) => key_of(rollout),
-        Err(invalid) => {
-            (invalid.metadata.namespace.clone().unwrap_or_default(), invalid.metadata.name.clone().unwrap_or_default())
-        }
-    };
+    let key = guard_key(&object);
     let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
     let count = failures.entry(key.clone()).or_insert(0);
     *count = count.saturating_add(1);

@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, watch};
 use crate::api::{INSTANCE_ID_LABEL, POD_TEMPLATE_HASH_LABEL, Rollout};
 use crate::cache::{Key, key_of};
 use crate::observe;
-use crate::reconcile::{self, Context, Settings, Trigger, Watched};
+use crate::reconcile::{self, Context, Settings, Trigger, Watched, guard_key};
 use client::RateLimit;
 use leader::LeaseSettings;
 use metrics::Metrics;
@@ -216,15 +216,6 @@ async fn register_existing(ctx: &Context, settings: &Settings) {
         }
         // Not fatal: references are then registered, and fetched, as Rollouts are reconciled.
         Err(error) => tracing::warn!(%error, "could not list Rollouts at startup"),
-    }
-}
-
-fn guard_key(object: &RolloutObject) -> Key {
-    match &object.0 {
-        Ok(rollout) => key_of(rollout),
-        Err(invalid) => {
-            (invalid.metadata.namespace.clone().unwrap_or_default(), invalid.metadata.name.clone().unwrap_or_default())
-        }
     }
 }
 

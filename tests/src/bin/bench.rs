@@ -77,12 +77,12 @@ spec:
 apiVersion: v1
 kind: Service
 metadata: {{name: {name}-stable}}
-spec: {{selector: {{app: {name}}}, ports: [{{port: 80}}]}}
+spec: {{clusterIP: None, selector: {{app: {name}}}, ports: [{{port: 80}}]}}
 ---
 apiVersion: v1
 kind: Service
 metadata: {{name: {name}-canary}}
-spec: {{selector: {{app: {name}}}, ports: [{{port: 80}}]}}
+spec: {{clusterIP: None, selector: {{app: {name}}}, ports: [{{port: 80}}]}}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
