@@ -11,7 +11,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DynamicObject};
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
 use tokio::sync::mpsc;
@@ -120,7 +119,9 @@ pub struct Context {
 pub type Trigger = ObjectRef<DeserializeGuard<Rollout>>;
 
 impl Context {
-    pub fn new(client: Client, settings: Settings, recorder: Recorder, metrics: Metrics) -> Self {
+    /// `instance` names this process in Events (reportingInstance).
+    pub fn new(client: Client, settings: Settings, instance: String, metrics: Metrics) -> Self {
+        let events = EventSink::start(client.clone(), instance);
         Context {
             client,
             settings,
@@ -131,7 +132,7 @@ impl Context {
             services: Watched::new(),
             virtual_services: Watched::new(),
             virtual_service_api: RwLock::new(None),
-            events: EventSink::start(recorder),
+            events,
             metrics,
             written: Mutex::default(),
             failures: Mutex::default(),
@@ -178,6 +179,16 @@ impl Context {
                 cached.clone()
             }
             None => cached.clone(),
+        }
+    }
+
+    /// The cache has a Rollout at least as new as the one we wrote: forget ours.
+    pub fn cache_caught_up(&self, cached: &Rollout) {
+        let key = key_of(cached);
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let version = |r: &Rollout| r.resource_version().and_then(|v| v.parse::<u64>().ok());
+        if written.get(&key).is_some_and(|ours| version(ours) <= version(cached)) {
+            written.remove(&key);
         }
     }
 

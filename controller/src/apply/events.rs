@@ -1,42 +1,57 @@
-//! Kubernetes Events through the events.k8s.io API; repeats are aggregated into a series.
+//! Kubernetes Events through the events.k8s.io API.
 //!
 //! Events are written by background workers, so a reconcile never waits for them: after a pause
-//! expires, the next weight is written without queueing behind Events of other Rollouts. Each
-//! Rollout's Events go through one worker, in order.
+//! expires, the next weight is written without queueing behind Events. Each Rollout's Events go
+//! through one worker, in order. An Event repeated word for word within a few minutes becomes a
+//! series on the first one (count and last time) instead of a new object. What is remembered for
+//! that is a few bytes per Event, and forgotten after the same few minutes.
 
+use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::Resource;
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use k8s_openapi::api::events::v1::{Event as KubeEvent, EventSeries};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Client, Resource};
+use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::api::Rollout;
+use crate::api::{FIELD_MANAGER, Rollout};
 use crate::plan::Event;
 
 const WORKERS: usize = 4;
 /// Events waiting to be written; a reconcile waits only when this many are pending.
 const QUEUE: usize = 4096;
+/// How long a repeat joins the earlier Event's series.
+const SERIES_WINDOW: Duration = Duration::from_secs(360);
+const CONTROLLER: &str = "rollouts-controller";
+
+struct Pending {
+    regarding: ObjectReference,
+    event: Event,
+}
+
+/// An Event already written, that a word-for-word repeat extends.
+struct Written {
+    name: String,
+    count: i32,
+    at: Instant,
+}
 
 pub struct EventSink {
-    workers: Vec<mpsc::Sender<(ObjectReference, KubeEvent)>>,
+    workers: Vec<mpsc::Sender<Pending>>,
 }
 
 impl EventSink {
     /// Starts the workers (on the current tokio runtime).
-    pub fn start(recorder: Recorder) -> Self {
+    pub fn start(client: Client, instance: String) -> Self {
         let workers = (0..WORKERS)
             .map(|_| {
-                let (sender, mut receiver) = mpsc::channel::<(ObjectReference, KubeEvent)>(QUEUE);
-                let recorder = recorder.clone();
-                tokio::spawn(async move {
-                    while let Some((reference, event)) = receiver.recv().await {
-                        // An Event that can't be written must not fail anything else.
-                        if let Err(error) = recorder.publish(&event, &reference).await {
-                            tracing::warn!(%error, reason = %event.reason, "could not publish event");
-                        }
-                    }
-                });
+                let (sender, receiver) = mpsc::channel(QUEUE);
+                tokio::spawn(write_events(client.clone(), instance.clone(), receiver));
                 sender
             })
             .collect();
@@ -47,21 +62,72 @@ impl EventSink {
         if events.is_empty() {
             return;
         }
-        let reference = rollout.object_ref(&());
+        let regarding = rollout.object_ref(&());
         let mut hasher = DefaultHasher::new();
-        (&reference.namespace, &reference.name).hash(&mut hasher);
+        (&regarding.namespace, &regarding.name).hash(&mut hasher);
         let worker = &self.workers[(hasher.finish() as usize) % self.workers.len()];
         for event in events {
-            let kube_event = KubeEvent {
-                type_: if event.warning { EventType::Warning } else { EventType::Normal },
-                reason: event.reason.into(),
-                note: Some(event.message.clone()),
-                action: event.reason.into(),
-                secondary: None,
-            };
-            if worker.send((reference.clone(), kube_event)).await.is_err() {
+            if worker.send(Pending { regarding: regarding.clone(), event: event.clone() }).await.is_err() {
                 return;
             }
         }
     }
+}
+
+async fn write_events(client: Client, instance: String, mut queue: mpsc::Receiver<Pending>) {
+    let mut written: HashMap<u64, Written> = HashMap::new();
+    let mut sweep = tokio::time::interval(SERIES_WINDOW);
+    loop {
+        tokio::select! {
+            next = queue.recv() => {
+                let Some(pending) = next else { return };
+                // An Event that can't be written must not fail anything else.
+                if let Err(error) = write(&client, &instance, &mut written, pending).await {
+                    tracing::warn!(%error, "could not write an Event");
+                }
+            }
+            _ = sweep.tick() => written.retain(|_, w| w.at.elapsed() < SERIES_WINDOW),
+        }
+    }
+}
+
+async fn write(
+    client: &Client,
+    instance: &str,
+    written: &mut HashMap<u64, Written>,
+    pending: Pending,
+) -> Result<(), kube::Error> {
+    let Pending { regarding, event } = pending;
+    let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".into());
+    let api: Api<KubeEvent> = Api::namespaced(client.clone(), &namespace);
+    let mut hasher = DefaultHasher::new();
+    (&regarding.uid, &regarding.name, event.reason, &event.message, event.warning).hash(&mut hasher);
+    let key = hasher.finish();
+    let now = Timestamp::now();
+    if let Some(earlier) = written.get_mut(&key).filter(|w| w.at.elapsed() < SERIES_WINDOW) {
+        earlier.count += 1;
+        earlier.at = Instant::now();
+        let series = EventSeries { count: earlier.count, last_observed_time: MicroTime(now) };
+        let patch = json!({ "series": series });
+        let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        api.patch(&earlier.name, &params, &Patch::Merge(&patch)).await?;
+        return Ok(());
+    }
+    let name = format!("{}.{:x}", regarding.name.as_deref().unwrap_or(CONTROLLER), now.as_nanosecond());
+    let object = KubeEvent {
+        metadata: ObjectMeta { name: Some(name.clone()), namespace: Some(namespace), ..Default::default() },
+        event_time: Some(MicroTime(now)),
+        action: Some(event.reason.into()),
+        reason: Some(event.reason.into()),
+        note: Some(event.message),
+        type_: Some(if event.warning { "Warning" } else { "Normal" }.into()),
+        regarding: Some(regarding),
+        reporting_controller: Some(CONTROLLER.into()),
+        reporting_instance: Some(instance.into()),
+        ..Default::default()
+    };
+    let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+    api.create(&params, &object).await?;
+    written.insert(key, Written { name, count: 1, at: Instant::now() });
+    Ok(())
 }

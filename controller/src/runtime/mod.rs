@@ -17,7 +17,6 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{PodTemplate, Service};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::core::error_boundary::DeserializeGuard;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{Controller, WatchStreamExt};
@@ -96,9 +95,7 @@ pub async fn run(
         stop.send_replace(true);
     });
 
-    let reporter = Reporter { controller: "rollouts-controller".into(), instance: Some(options.instance_name.clone()) };
-    let recorder = Recorder::new(client.clone(), reporter);
-    let ctx = Arc::new(Context::new(client.clone(), options.settings.clone(), recorder, metrics));
+    let ctx = Arc::new(Context::new(client.clone(), options.settings.clone(), options.instance_name.clone(), metrics));
     register_existing(&ctx, &options.settings).await;
     let (triggers, trigger_receiver) = mpsc::channel(4096);
     let trigger_receiver = Arc::new(tokio::sync::Mutex::new(trigger_receiver));
@@ -172,6 +169,7 @@ async fn lead(
         .reflect(writer)
         .inspect_ok(move |event| match event {
             Event::Delete(object) => forget.forget(&guard_key(object)),
+            Event::Apply(DeserializeGuard(Ok(rollout))) => forget.cache_caught_up(rollout),
             // Store::wait_until_ready wakes only one waiter, and the Controller is already one.
             Event::InitDone if !synced.rollouts_synced.swap(true, Ordering::SeqCst) => {
                 tracing::info!("Rollouts listed; ready")
@@ -260,6 +258,24 @@ fn strip_managed_fields<K: Resource>(object: &mut K) {
     }
 }
 
+/// Of a referenced Deployment only the template, selector, replicas and available pods matter.
+fn strip_deployment(deployment: &mut Deployment) {
+    strip_managed_fields(deployment);
+    deployment.metadata.annotations = None;
+    if let Some(status) = deployment.status.as_mut() {
+        status.conditions = None;
+    }
+}
+
+/// Of a referenced VirtualService only the spec matters.
+fn strip_virtual_service(vs: &mut DynamicObject) {
+    strip_managed_fields(vs);
+    vs.metadata.annotations = None;
+    if let Some(data) = vs.data.as_object_mut() {
+        data.remove("status");
+    }
+}
+
 /// The controller needs no pod template of its own ReplicaSets: dropping it keeps them small.
 fn strip_replica_set(rs: &mut ReplicaSet) {
     strip_managed_fields(rs);
@@ -297,11 +313,12 @@ async fn watch_references<K>(
     ctx: Arc<Context>,
     api: Api<K>,
     watched: fn(&Context) -> &Watched<K>,
+    strip: fn(&mut K),
     triggers: mpsc::Sender<Trigger>,
 ) where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
-    let mut events = std::pin::pin!(events(api, watcher::Config::default(), strip_managed_fields::<K>));
+    let mut events = std::pin::pin!(events(api, watcher::Config::default(), strip));
     let mut list_epoch = 0;
     while let Some(event) = events.next().await {
         let Watched { cache, refs, .. } = watched(&ctx);
@@ -332,6 +349,7 @@ async fn start_watches(ctx: &Arc<Context>, triggers: &mpsc::Sender<Trigger>) {
         ctx.clone(),
         scoped_api::<Deployment>(client, settings),
         |c| &c.deployments,
+        strip_deployment,
         triggers.clone(),
     ));
 
@@ -339,6 +357,7 @@ async fn start_watches(ctx: &Arc<Context>, triggers: &mpsc::Sender<Trigger>) {
         ctx.clone(),
         scoped_api::<Service>(client, settings),
         |c| &c.services,
+        strip_managed_fields,
         triggers.clone(),
     ));
     tokio::spawn(watch_virtual_services(ctx.clone(), triggers.clone()));
@@ -352,11 +371,17 @@ pub fn watch_workload_kind(ctx: &Arc<Context>, kind: &str) {
     match kind {
         "ReplicaSet" if ctx.workload_replica_sets.claim_start() => {
             let api = scoped_api::<ReplicaSet>(client, settings);
-            tokio::spawn(watch_references(ctx.clone(), api, |c| &c.workload_replica_sets, triggers));
+            tokio::spawn(watch_references(
+                ctx.clone(),
+                api,
+                |c| &c.workload_replica_sets,
+                strip_managed_fields,
+                triggers,
+            ));
         }
         "PodTemplate" if ctx.pod_templates.claim_start() => {
             let api = scoped_api::<PodTemplate>(client, settings);
-            tokio::spawn(watch_references(ctx.clone(), api, |c| &c.pod_templates, triggers));
+            tokio::spawn(watch_references(ctx.clone(), api, |c| &c.pod_templates, strip_managed_fields, triggers));
         }
         _ => {}
     }
@@ -394,7 +419,7 @@ async fn watch_virtual_services(ctx: Arc<Context>, triggers: mpsc::Sender<Trigge
         Some(namespace) => Api::namespaced_with(ctx.client.clone(), namespace, &resource),
         None => Api::all_with(ctx.client.clone(), &resource),
     };
-    watch_references(ctx, api, |c| &c.virtual_services, triggers).await;
+    watch_references(ctx, api, |c| &c.virtual_services, strip_virtual_service, triggers).await;
 }
 
 async fn wait_for_sync(ctx: &Context, mut stopping: watch::Receiver<bool>) {
