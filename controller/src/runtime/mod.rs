@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{PodTemplate, Service};
+use k8s_openapi::api::core::v1::{PodTemplate, Service, ServiceSpec};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::reflector::{self, ObjectRef};
@@ -267,6 +267,14 @@ fn strip_deployment(deployment: &mut Deployment) {
     }
 }
 
+/// Of a referenced Service only the selector and the managed-by annotation matter.
+fn strip_service(service: &mut Service) {
+    strip_managed_fields(service);
+    let selector = service.spec.take().and_then(|spec| spec.selector);
+    service.spec = Some(ServiceSpec { selector, ..Default::default() });
+    service.status = None;
+}
+
 /// Of a referenced VirtualService only the spec matters.
 fn strip_virtual_service(vs: &mut DynamicObject) {
     strip_managed_fields(vs);
@@ -357,7 +365,7 @@ async fn start_watches(ctx: &Arc<Context>, triggers: &mpsc::Sender<Trigger>) {
         ctx.clone(),
         scoped_api::<Service>(client, settings),
         |c| &c.services,
-        strip_managed_fields,
+        strip_service,
         triggers.clone(),
     ));
     tokio::spawn(watch_virtual_services(ctx.clone(), triggers.clone()));

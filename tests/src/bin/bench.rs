@@ -234,6 +234,22 @@ async fn stable_hashes(client: &Client) -> Result<HashMap<String, String>> {
         .collect())
 }
 
+/// Waits until the controller has written nothing for 5 s (at most 120 s).
+async fn wait_quiet(controller: &Controller) -> Result<()> {
+    let started = Instant::now();
+    let mut last = writes(&controller.requests().await?);
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < Duration::from_secs(5) && started.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = writes(&controller.requests().await?);
+        if now != last {
+            last = now;
+            quiet_since = Instant::now();
+        }
+    }
+    Ok(())
+}
+
 /// Waits until each Rollout runs only its stable ReplicaSet (at most 120 s); returns how long.
 async fn wait_old_scaled_down(client: &Client, count: usize) -> Result<Duration> {
     let started = Instant::now();
@@ -493,6 +509,8 @@ async fn main() -> Result<()> {
     println!("bench: all Healthy after {create_took:?}");
 
     // ---- idle ----
+    // The last Events of the create phase may still be on their way.
+    wait_quiet(&controller).await?;
     controller.new_phase();
     let (usage_before, requests_before) = (controller.usage()?, controller.requests().await?);
     tokio::time::sleep(args.idle).await;
