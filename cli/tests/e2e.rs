@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail, ensure};
 use e2e::{TestNamespace, User, kubeconfig_path, poll_until, read_repo_file};
 use k8s_openapi::api::apps::v1::Deployment;
 use rollouts_controller::api::Rollout;
+use tokio::io::AsyncReadExt;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -239,7 +240,7 @@ async fn promote_full_skips_the_remaining_steps() -> Result<()> {
     let plugin = Plugin::admin(&ns);
     paused_web(&ns, &plugin).await?;
     // Someone follows along with `get --watch`, through a pipe.
-    let watching = plugin.command(&["get", "web", "--watch", "--timeout", "60s"]).spawn()?;
+    let mut watching = plugin.command(&["get", "web", "--watch", "--timeout", "60s"]).spawn()?;
 
     assert_eq!(plugin.ok(&["promote", "web", "--full"]).await?, "rollout 'web' fully promoted\n");
     plugin.watch_until_healthy("web").await?;
@@ -247,13 +248,34 @@ async fn promote_full_skips_the_remaining_steps() -> Result<()> {
     assert_line(&get, "Images:          nginx:1.27 (stable)");
     assert_line(&get, "  Step:          4/4 [####]");
 
-    // Ctrl-C ends the watch. Without a terminal, each new state followed the last after a blank line.
+    // The watcher sees the same events on its own connection, perhaps a moment later: once it has
+    // drawn the healthy state, Ctrl-C ends the watch.
+    let mut watched_stdout = watching.stdout.take().context("get --watch stdout is piped")?;
+    let mut watched = String::new();
+    let healthy_drawn = |text: &str| {
+        text.rsplit("\n\nName:").next().is_some_and(|last| {
+            last.contains("Status:          Healthy") && last.contains("nginx:1.27 (stable)") && last.ends_with("\n")
+        })
+    };
+    tokio::time::timeout(TIMEOUT, async {
+        let mut chunk = [0u8; 4096];
+        while !healthy_drawn(&watched) {
+            let read = watched_stdout.read(&mut chunk).await?;
+            ensure!(read > 0, "get --watch ended before drawing Healthy:\n{watched}");
+            watched.push_str(&String::from_utf8_lossy(&chunk[..read]));
+        }
+        Ok(())
+    })
+    .await
+    .context("get --watch never drew the healthy state")??;
     let pid = watching.id().context("get --watch is running")?;
     let interrupt = tokio::process::Command::new("kill").args(["-INT", &pid.to_string()]).status().await?;
     assert!(interrupt.success());
-    let watched = watching.wait_with_output().await?;
-    assert!(watched.status.success(), "get --watch failed: {}", String::from_utf8_lossy(&watched.stderr));
-    let frames: Vec<String> = String::from_utf8(watched.stdout)?.split("\n\nName:").map(String::from).collect();
+    watched_stdout.read_to_string(&mut watched).await?;
+    let ended = watching.wait_with_output().await?;
+    assert!(ended.status.success(), "get --watch failed: {}", String::from_utf8_lossy(&ended.stderr));
+    // Without a terminal, each new state followed the last after a blank line.
+    let frames: Vec<String> = watched.split("\n\nName:").map(String::from).collect();
     assert!(frames.len() >= 3, "expected several states, got {frames:#?}");
     assert!(frames[0].contains("Status:          Paused"), "{}", frames[0]);
     let last = frames.last().map(String::as_str).unwrap_or_default();
