@@ -203,6 +203,12 @@ impl Controller {
         samples.get(samples.len() / 2).copied().unwrap_or(0)
     }
 
+    /// Keeps everything the controller measured (its histograms too), for a closer look.
+    async fn save_metrics(&self, phase: &str) -> Result<()> {
+        let (_, text) = http_get(self.admin, "/metrics").await?;
+        Ok(std::fs::write(repo_root().join(format!("target/bench/metrics-{phase}.txt")), text)?)
+    }
+
     /// The controller's counters: API requests by verb, and writes.
     async fn requests(&self) -> Result<BTreeMap<String, f64>> {
         let (_, text) = http_get(self.admin, "/metrics").await?;
@@ -550,6 +556,7 @@ async fn main() -> Result<()> {
     let roll_cpu = controller.usage()?.cpu_seconds - usage_before.cpu_seconds;
     let roll_requests = delta(&controller.requests().await?, &requests_before);
     let roll_peak = controller.peak();
+    controller.save_metrics("roll").await?;
     observer.abort();
     println!("bench: all Healthy again after {roll_took:?}");
 
