@@ -222,6 +222,42 @@ impl Controller {
     }
 }
 
+/// The apiserver's own histogram of the time it took to serve PATCHes of `resource`: each bucket's
+/// upper bound in seconds and how many requests so far fell under it, summed over other labels.
+async fn apiserver_patch_histogram(client: &Client, resource: &str) -> Result<Vec<(f64, f64)>> {
+    let text = client.request_text(http::Request::get("/metrics").body(Vec::new())?).await?;
+    let wanted = [format!("resource=\"{resource}\","), "verb=\"PATCH\",".to_string()];
+    let mut buckets: BTreeMap<String, f64> = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("apiserver_request_duration_seconds_bucket{")) {
+        if wanted.iter().all(|label| line.contains(label.as_str())) {
+            let bound = line.split("le=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("+Inf");
+            let count: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            *buckets.entry(bound.to_string()).or_default() += count;
+        }
+    }
+    let mut histogram: Vec<(f64, f64)> =
+        buckets.into_iter().map(|(bound, count)| (bound.parse().unwrap_or(f64::INFINITY), count)).collect();
+    histogram.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(histogram)
+}
+
+/// Between two snapshots of an apiserver histogram: how many requests, and the bucket bounds
+/// under which half and 99% of them fell.
+fn apiserver_latency(before: &[(f64, f64)], after: &[(f64, f64)]) -> String {
+    let counts: Vec<(f64, f64)> = after
+        .iter()
+        .map(|(bound, count)| {
+            let earlier = before.iter().find(|(b, _)| b == bound).map_or(0.0, |(_, c)| *c);
+            (*bound, count - earlier)
+        })
+        .collect();
+    let total = counts.last().map_or(0.0, |(_, count)| *count);
+    let bound = |share: f64| {
+        counts.iter().find(|(_, count)| *count >= share * total).map_or(f64::NAN, |(bound, _)| *bound)
+    };
+    format!("{total:.0} PATCHes; p50 ≤ {} s, p99 ≤ {} s", bound(0.5), bound(0.99))
+}
+
 fn writes(requests: &BTreeMap<String, f64>) -> f64 {
     ["create", "update", "patch", "delete"].iter().map(|verb| requests.get(*verb).copied().unwrap_or(0.0)).sum()
 }
@@ -528,6 +564,7 @@ async fn main() -> Result<()> {
     // ---- roll ----
     controller.new_phase();
     let (usage_before, requests_before) = (controller.usage()?, controller.requests().await?);
+    let vs_patches_before = apiserver_patch_histogram(&client, "virtualservices").await?;
     let stable_before = stable_hashes(&client).await?;
     let times = Arc::new(Mutex::new(RollTimes { stable_before: stable_before.clone(), ..Default::default() }));
     let observer = observe_roll(&client, times.clone());
@@ -557,6 +594,8 @@ async fn main() -> Result<()> {
     let roll_requests = delta(&controller.requests().await?, &requests_before);
     let roll_peak = controller.peak();
     controller.save_metrics("roll").await?;
+    let vs_patch_latency =
+        apiserver_latency(&vs_patches_before, &apiserver_patch_histogram(&client, "virtualservices").await?);
     observer.abort();
     println!("bench: all Healthy again after {roll_took:?}");
 
@@ -691,6 +730,7 @@ async fn main() -> Result<()> {
             "p99 ≤ 250 ms, max ≤ 1 s",
             Some(percentile(&first_pause, 99.0) <= 0.25 && percentile(&first_pause, 100.0) <= 1.0),
         ),
+        row("the apiserver's time to serve a VirtualService PATCH, roll phase", vs_patch_latency, "", None),
         row("pause 2 expiry → weight 100 written (includes scaling the canary to 2)", lat(&second_pause), "", None),
         row(
             "image change → Healthy",
