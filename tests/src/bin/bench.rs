@@ -252,9 +252,8 @@ fn apiserver_latency(before: &[(f64, f64)], after: &[(f64, f64)]) -> String {
         })
         .collect();
     let total = counts.last().map_or(0.0, |(_, count)| *count);
-    let bound = |share: f64| {
-        counts.iter().find(|(_, count)| *count >= share * total).map_or(f64::NAN, |(bound, _)| *bound)
-    };
+    let bound =
+        |share: f64| counts.iter().find(|(_, count)| *count >= share * total).map_or(f64::NAN, |(bound, _)| *bound);
     format!("{total:.0} PATCHes; p50 ≤ {} s, p99 ≤ {} s", bound(0.5), bound(0.99))
 }
 
