@@ -82,23 +82,22 @@ pub fn references(rollout: &Rollout) -> References {
     refs
 }
 
-/// Records what `rollout` references, so the caches keep those objects and their changes wake
-/// it. Returns the Services it named before and no longer does.
-pub fn register(ctx: &Context, rollout: &Rollout) -> Vec<Key> {
+/// Records `refs`, what `rollout` references, so the caches keep those objects and their changes
+/// wake it. Returns the Services it named before and no longer does.
+pub fn register(ctx: &Context, rollout: &Rollout, refs: &References) -> Vec<Key> {
     let rollout_key = key_of(rollout);
-    let refs = references(rollout);
-    ctx.deployments.refs.set(&rollout_key, refs.deployments);
-    ctx.workload_replica_sets.refs.set(&rollout_key, refs.replica_sets);
-    ctx.pod_templates.refs.set(&rollout_key, refs.pod_templates);
-    ctx.virtual_services.refs.set(&rollout_key, refs.virtual_services);
-    ctx.services.refs.set(&rollout_key, refs.services)
+    ctx.deployments.refs.set(&rollout_key, refs.deployments.clone());
+    ctx.workload_replica_sets.refs.set(&rollout_key, refs.replica_sets.clone());
+    ctx.pod_templates.refs.set(&rollout_key, refs.pod_templates.clone());
+    ctx.virtual_services.refs.set(&rollout_key, refs.virtual_services.clone());
+    ctx.services.refs.set(&rollout_key, refs.services.clone())
 }
 
 pub async fn observe(ctx: &Arc<Context>, rollout: &Rollout, now: Timestamp) -> Result<Observed, Error> {
     let namespace = rollout.metadata.namespace.clone().unwrap_or_default();
     let client = ctx.client.clone();
-    let released = register(ctx, rollout);
     let refs = references(rollout);
+    let released = register(ctx, rollout, &refs);
 
     let workload = observe_workload(ctx, rollout).await?;
 

@@ -209,7 +209,7 @@ async fn register_existing(ctx: &Context, settings: &Settings) {
     match rollouts.list(&ListParams::default().labels(&instance_selector(settings))).await {
         Ok(list) => {
             for rollout in list.items.iter().filter_map(|object| object.0.as_ref().ok()) {
-                observe::register(ctx, rollout);
+                observe::register(ctx, rollout, &observe::references(rollout));
             }
         }
         // Not fatal: references are then registered, and fetched, as Rollouts are reconciled.
