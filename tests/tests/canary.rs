@@ -3,12 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use e2e::rollouts::{Pods, phase, status};
 use e2e::{DEFAULT_TIMEOUT, TestNamespace, poll_until};
+use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::watcher::{self, watcher};
 use rollouts_controller::api::{POD_TEMPLATE_HASH_LABEL, Rollout};
 use serde_json::json;
 
@@ -286,24 +289,63 @@ async fn deleting_the_rollout_restores_the_deployment_first() -> Result<()> {
     healthy(&ns, 3, "[{setWeight: 50}]", "").await?;
     poll_until(DEFAULT_TIMEOUT, || async { Ok((deployment_replicas(&ns).await? == 0).then_some(())) }).await?;
 
+    // Both watches list before the delete, so neither misses its change. Resource versions are
+    // revisions of the cluster's one etcd here, so they order changes across kinds.
+    let (deployment_listed, deployment_ready) = tokio::sync::oneshot::channel();
+    let deployment_back = tokio::spawn(first_revision(
+        ns.api::<Deployment>(),
+        watcher::Config::default().fields("metadata.name=web"),
+        deployment_listed,
+        |event| match event {
+            watcher::Event::Apply(d) => d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0) >= 3,
+            _ => false,
+        },
+    ));
+    let (replica_sets_listed, replica_sets_ready) = tokio::sync::oneshot::channel();
+    let replica_set_gone = tokio::spawn(first_revision(
+        ns.api::<ReplicaSet>(),
+        watcher::Config::default().labels(POD_TEMPLATE_HASH_LABEL),
+        replica_sets_listed,
+        |event| matches!(event, watcher::Event::Delete(_)),
+    ));
+    deployment_ready.await?;
+    replica_sets_ready.await?;
+
     ns.api::<Rollout>().delete("web", &DeleteParams::background()).await?;
-    let mut deployment_back = None;
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let available = ns.api::<Deployment>().get("web").await?.status.and_then(|s| s.available_replicas).unwrap_or(0);
-        let rollout_rs =
-            ns.api::<ReplicaSet>().list(&ListParams::default().labels(POD_TEMPLATE_HASH_LABEL)).await?.items.len();
-        if available >= 3 && deployment_back.is_none() {
-            deployment_back = Some(rollout_rs);
-        }
-        if rollout_rs == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the Rollout's ReplicaSets were not collected: {}", ns.describe().await);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(deployment_back, Some(1), "the Deployment had its pods back while the Rollout's still existed");
+    let within = |task| async { tokio::time::timeout(Duration::from_secs(90), task).await };
+    let back = within(deployment_back).await.context("the Deployment never had its pods back")???;
+    let gone = within(replica_set_gone).await.context("the Rollout's ReplicaSet was not collected")???;
+    assert!(
+        back < gone,
+        "the Deployment had its pods back (revision {back}) only after the Rollout's ReplicaSet went ({gone})"
+    );
     Ok(())
+}
+
+/// Watches `api`; says when it has listed, then returns the resource version of the first object
+/// in an event that `wanted` picks.
+async fn first_revision<K>(
+    api: kube::Api<K>,
+    config: watcher::Config,
+    listed: tokio::sync::oneshot::Sender<()>,
+    wanted: fn(&watcher::Event<K>) -> bool,
+) -> Result<u64>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let mut events = std::pin::pin!(watcher(api, config));
+    let mut listed = Some(listed);
+    while let Some(event) = events.try_next().await? {
+        if matches!(event, watcher::Event::InitDone) {
+            listed.take().map(|listed| listed.send(()));
+        }
+        if let watcher::Event::Apply(object) | watcher::Event::Delete(object) = &event
+            && wanted(&event)
+        {
+            return Ok(object.resource_version().unwrap_or_default().parse()?);
+        }
+    }
+    bail!("the watch ended")
 }
 
 #[tokio::test]
