@@ -4,6 +4,7 @@
 pub mod api;
 pub mod apply;
 pub mod cache;
+pub mod cached;
 pub mod observe;
 pub mod plan;
 pub mod reconcile;

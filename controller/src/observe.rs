@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Pod, PodTemplate, Service};
+use k8s_openapi::api::core::v1::{Pod, PodTemplate};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::{Resource, ResourceExt};
@@ -17,11 +17,12 @@ use crate::api::{
     REVISION_HISTORY_ANNOTATION, Rollout, SCALE_DOWN_DEADLINE_ANNOTATION,
 };
 use crate::cache::{Key, key_of};
+use crate::cached::{CachedReplicaSet, CachedService};
 use crate::plan::{self, Observed, PodView, ReplicaSetView, ServiceView, VirtualServiceView, Workload, traffic};
 use crate::reconcile::{Context, Error, Watched};
 
 /// Index value of ReplicaSets without a controller: `orphan/<namespace>`.
-pub fn replica_set_owner(rs: &ReplicaSet) -> Option<String> {
+pub fn replica_set_owner(rs: &CachedReplicaSet) -> Option<String> {
     let controller = rs.metadata.owner_references.iter().flatten().find(|o| o.controller == Some(true));
     Some(match controller {
         Some(owner) => owner.uid.clone(),
@@ -101,7 +102,7 @@ pub async fn observe(ctx: &Arc<Context>, rollout: &Rollout, now: Timestamp) -> R
 
     let workload = observe_workload(ctx, rollout).await?;
 
-    let services_api = Api::<Service>::namespaced(client.clone(), &namespace);
+    let services_api = Api::<CachedService>::namespaced(client.clone(), &namespace);
     let mut services = BTreeMap::new();
     for key in &refs.services {
         if let Some(service) = lookup(&ctx.services, services_api.clone(), key).await? {
@@ -145,7 +146,7 @@ pub async fn observe(ctx: &Arc<Context>, rollout: &Rollout, now: Timestamp) -> R
         ctx.replica_sets.indexed(&uid).iter().map(|rs| replica_set_view(rs, true)).collect();
     if !selector.is_empty() {
         let orphans = ctx.replica_sets.indexed(&format!("orphan/{namespace}"));
-        let matches = |rs: &ReplicaSet| selector.iter().all(|(k, v)| rs.labels().get(k) == Some(v));
+        let matches = |rs: &CachedReplicaSet| selector.iter().all(|(k, v)| rs.labels().get(k) == Some(v));
         replica_sets.extend(orphans.iter().filter(|rs| matches(rs)).map(|rs| replica_set_view(rs, false)));
     }
     replica_sets.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
@@ -219,7 +220,7 @@ fn parse_time(value: Option<&String>) -> Option<Timestamp> {
     value.and_then(|v| v.parse().ok())
 }
 
-pub fn replica_set_view(rs: &ReplicaSet, owned: bool) -> ReplicaSetView {
+pub fn replica_set_view(rs: &CachedReplicaSet, owned: bool) -> ReplicaSetView {
     let annotations = rs.annotations();
     let status = rs.status.clone().unwrap_or_default();
     let spec = rs.spec.as_ref();
@@ -249,7 +250,7 @@ pub fn replica_set_view(rs: &ReplicaSet, owned: bool) -> ReplicaSetView {
     }
 }
 
-fn service_view(service: &Service) -> ServiceView {
+fn service_view(service: &CachedService) -> ServiceView {
     ServiceView {
         name: service.name_any(),
         selector: service.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default(),

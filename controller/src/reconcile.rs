@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{PodTemplate, Service};
+use k8s_openapi::api::core::v1::PodTemplate;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DynamicObject};
 use kube::core::error_boundary::DeserializeGuard;
@@ -19,6 +19,7 @@ use tracing::{Instrument, info_span};
 use crate::api::Rollout;
 use crate::apply::events::EventSink;
 use crate::cache::{Cache, Key, References, key_of};
+use crate::cached::{CachedReplicaSet, CachedService};
 use crate::plan::{self, PlanConfig};
 use crate::runtime::metrics::{Metrics, RolloutInfo};
 use crate::{apply, observe};
@@ -98,11 +99,11 @@ pub struct Context {
     pub client: Client,
     pub settings: Settings,
     /// ReplicaSets with the pod-template-hash label, indexed by controller uid (or orphan/<ns>).
-    pub replica_sets: Cache<ReplicaSet>,
+    pub replica_sets: Cache<CachedReplicaSet>,
     pub deployments: Watched<Deployment>,
     pub workload_replica_sets: Watched<ReplicaSet>,
     pub pod_templates: Watched<PodTemplate>,
-    pub services: Watched<Service>,
+    pub services: Watched<CachedService>,
     pub virtual_services: Watched<DynamicObject>,
     virtual_service_api: RwLock<Option<ApiResource>>,
     pub events: EventSink,

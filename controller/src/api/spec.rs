@@ -50,9 +50,10 @@ pub struct RolloutSpec {
     pub selector: Option<LabelSelector>,
     /// The pod template. Required unless workloadRef is set. The apiserver validates it when the
     /// controller creates the ReplicaSet.
+    // Boxed: inline it would add 1.8 KB to every cached Rollout, and most use workloadRef.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "pass_through")]
-    pub template: Option<PodTemplateSpec>,
+    pub template: Option<Box<PodTemplateSpec>>,
     /// Takes the pod template from an existing workload instead of spec.template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload_ref: Option<WorkloadRef>,

@@ -52,7 +52,7 @@ fn rollout(replicas: i32, steps: Vec<CanaryStep>) -> Rollout {
                 match_labels: Some([("app".into(), "web".into())].into()),
                 ..Default::default()
             }),
-            template: Some(template("v1")),
+            template: Some(Box::new(template("v1"))),
             strategy: RolloutStrategy {
                 canary: Some(CanaryStrategy { steps: Some(steps), ..Default::default() }),
                 ..Default::default()
@@ -276,7 +276,7 @@ impl Sim {
     }
 
     pub fn update_template(&mut self, image: &str) {
-        self.observed.rollout.spec.template = Some(template(image));
+        self.observed.rollout.spec.template = Some(Box::new(template(image)));
         self.observed.rollout.metadata.generation = self.observed.rollout.metadata.generation.map(|g| g + 1);
     }
 

@@ -197,7 +197,7 @@ fn resolve_template(observed: &Observed) -> Result<(PodTemplateSpec, LabelSelect
         }
         None => {
             let template = spec.template.clone().ok_or("spec.template is required unless spec.workloadRef is set")?;
-            (template, None)
+            (*template, None)
         }
     };
     if template.spec.as_ref().is_none_or(|s| s.containers.is_empty()) {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{PodTemplate, Service, ServiceSpec};
+use k8s_openapi::api::core::v1::PodTemplate;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::reflector::{self, ObjectRef};
@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::api::{INSTANCE_ID_LABEL, POD_TEMPLATE_HASH_LABEL, Rollout};
 use crate::cache::{Key, key_of};
+use crate::cached::{CachedReplicaSet, CachedService};
 use crate::observe;
 use crate::reconcile::{self, Context, Settings, Trigger, Watched, guard_key};
 use client::RateLimit;
@@ -267,14 +268,6 @@ fn strip_deployment(deployment: &mut Deployment) {
     }
 }
 
-/// Of a referenced Service only the selector and the managed-by annotation matter.
-fn strip_service(service: &mut Service) {
-    strip_managed_fields(service);
-    let selector = service.spec.take().and_then(|spec| spec.selector);
-    service.spec = Some(ServiceSpec { selector, ..Default::default() });
-    service.status = None;
-}
-
 /// Of a referenced VirtualService only the spec matters.
 fn strip_virtual_service(vs: &mut DynamicObject) {
     strip_managed_fields(vs);
@@ -284,19 +277,11 @@ fn strip_virtual_service(vs: &mut DynamicObject) {
     }
 }
 
-/// The controller needs no pod template of its own ReplicaSets: dropping it keeps them small.
-fn strip_replica_set(rs: &mut ReplicaSet) {
-    strip_managed_fields(rs);
-    if let Some(spec) = rs.spec.as_mut() {
-        spec.template = None;
-    }
-}
-
 /// ReplicaSets with the pod-template-hash label; a change wakes the Rollout that owns it.
 async fn watch_replica_sets(ctx: Arc<Context>, triggers: mpsc::Sender<Trigger>) {
-    let api: Api<ReplicaSet> = scoped_api(&ctx.client, &ctx.settings);
+    let api: Api<CachedReplicaSet> = scoped_api(&ctx.client, &ctx.settings);
     let mut events =
-        std::pin::pin!(events(api, watcher::Config::default().labels(POD_TEMPLATE_HASH_LABEL), strip_replica_set));
+        std::pin::pin!(events(api, watcher::Config::default().labels(POD_TEMPLATE_HASH_LABEL), strip_managed_fields));
     while let Some(event) = events.next().await {
         let owners =
             ctx.replica_sets.apply(event, |_| true).iter().flat_map(|rs| owner_rollout(rs)).collect::<Vec<_>>();
@@ -306,7 +291,7 @@ async fn watch_replica_sets(ctx: Arc<Context>, triggers: mpsc::Sender<Trigger>) 
     }
 }
 
-fn owner_rollout(rs: &ReplicaSet) -> Vec<Key> {
+fn owner_rollout(rs: &CachedReplicaSet) -> Vec<Key> {
     let namespace = rs.metadata.namespace.clone().unwrap_or_default();
     rs.owner_references()
         .iter()
@@ -363,9 +348,9 @@ async fn start_watches(ctx: &Arc<Context>, triggers: &mpsc::Sender<Trigger>) {
 
     tokio::spawn(watch_references(
         ctx.clone(),
-        scoped_api::<Service>(client, settings),
+        scoped_api::<CachedService>(client, settings),
         |c| &c.services,
-        strip_service,
+        strip_managed_fields,
         triggers.clone(),
     ));
     tokio::spawn(watch_virtual_services(ctx.clone(), triggers.clone()));
