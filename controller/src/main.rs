@@ -58,8 +58,10 @@ struct RunFlags {
     /// Address of the admin server (/livez, /readyz, /metrics).
     #[arg(long, env = "ROLLOUTS_ADMIN_ADDRESS", default_value = "0.0.0.0:8090")]
     admin_address: SocketAddr,
-    /// Rollouts reconciled at the same time.
-    #[arg(long, env = "ROLLOUTS_CONCURRENCY", default_value_t = 16)]
+    /// Rollouts reconciled at the same time. A reconcile mostly waits for the apiserver: at 1,000
+    /// Rollouts rolling at once, 16 left expired pauses queueing (p99 1.75 s to the next weight,
+    /// 0.64 s at 64).
+    #[arg(long, env = "ROLLOUTS_CONCURRENCY", default_value_t = 64)]
     concurrency: u16,
     /// Log format.
     #[arg(long, env = "ROLLOUTS_LOG_FORMAT", value_enum, default_value = "text")]
