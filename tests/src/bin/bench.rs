@@ -638,6 +638,9 @@ async fn main() -> Result<()> {
     // Old ReplicaSets go after their scale-down delay; restart once nothing is left to do.
     let quiet = wait_old_scaled_down(&client, n).await?;
     println!("bench: old ReplicaSets scaled down {quiet:?} after Healthy");
+    // Their pods then go, and the Rollouts' statuses follow: a write left for after the restart
+    // would be work the controller had not finished, not work the restart made.
+    wait_quiet(&controller).await?;
     let stable_before = stable_hashes(&client).await?;
     controller.child.kill().await?;
     let (controller, restart_ready) = Controller::start(&args, &kubeconfig).await?;
