@@ -122,7 +122,7 @@ pub type Trigger = ObjectRef<DeserializeGuard<Rollout>>;
 impl Context {
     /// `instance` names this process in Events (reportingInstance).
     pub fn new(client: Client, settings: Settings, instance: String, metrics: Metrics) -> Self {
-        let events = EventSink::start(client.clone(), instance);
+        let events = EventSink::start(client.clone(), instance, metrics.clone());
         Context {
             client,
             settings,

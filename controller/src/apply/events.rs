@@ -2,7 +2,9 @@
 //!
 //! Events are written by background workers, so a reconcile never waits for them: after a pause
 //! expires, the next weight is written without queueing behind Events. Each Rollout's Events go
-//! through one worker, in order. An Event repeated word for word within a few minutes becomes a
+//! through one worker, in order. When the apiserver falls so far behind that a worker's queue is
+//! full, new Events are dropped and counted (`rollouts_controller_events_dropped_total`), as
+//! client-go's recorder does, rather than holding up a reconcile. An Event repeated word for word within a few minutes becomes a
 //! series on the first one (count and last time) instead of a new object. What is remembered for
 //! that is a few bytes per Event, and forgotten after the same few minutes.
 
@@ -21,9 +23,10 @@ use tokio::sync::mpsc;
 
 use crate::api::{FIELD_MANAGER, Rollout};
 use crate::plan::Event;
+use crate::runtime::metrics::Metrics;
 
 const WORKERS: usize = 4;
-/// Events waiting to be written; a reconcile waits only when this many are pending.
+/// Events waiting to be written, per worker.
 const QUEUE: usize = 4096;
 /// How long a repeat joins the earlier Event's series.
 const SERIES_WINDOW: Duration = Duration::from_secs(360);
@@ -43,11 +46,12 @@ struct Written {
 
 pub struct EventSink {
     workers: Vec<mpsc::Sender<Pending>>,
+    metrics: Metrics,
 }
 
 impl EventSink {
     /// Starts the workers (on the current tokio runtime).
-    pub fn start(client: Client, instance: String) -> Self {
+    pub fn start(client: Client, instance: String, metrics: Metrics) -> Self {
         let workers = (0..WORKERS)
             .map(|_| {
                 let (sender, receiver) = mpsc::channel(QUEUE);
@@ -55,10 +59,10 @@ impl EventSink {
                 sender
             })
             .collect();
-        EventSink { workers }
+        EventSink { workers, metrics }
     }
 
-    pub async fn publish(&self, rollout: &Rollout, events: &[Event]) {
+    pub fn publish(&self, rollout: &Rollout, events: &[Event]) {
         if events.is_empty() {
             return;
         }
@@ -67,8 +71,10 @@ impl EventSink {
         (&regarding.namespace, &regarding.name).hash(&mut hasher);
         let worker = &self.workers[(hasher.finish() as usize) % self.workers.len()];
         for event in events {
-            if worker.send(Pending { regarding: regarding.clone(), event: event.clone() }).await.is_err() {
-                return;
+            match worker.try_send(Pending { regarding: regarding.clone(), event: event.clone() }) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => self.metrics.event_dropped(),
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
             }
         }
     }
@@ -130,4 +136,28 @@ async fn write(
     api.create(&params, &object).await?;
     written.insert(key, Written { name, count: 1, at: Instant::now() });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::RolloutSpec;
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_events_instead_of_waiting() {
+        // Nothing listens there; the worker never gets to run before the assertions anyway (this
+        // runtime has one thread and the test does not yield).
+        let client = Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+        let metrics = Metrics::new();
+        let sink = EventSink::start(client, "test".into(), metrics.clone());
+        let mut rollout = Rollout::new("web", RolloutSpec::default());
+        rollout.metadata.namespace = Some("prod".into());
+        let events: Vec<Event> = (0..QUEUE + 10)
+            .map(|i| Event { warning: false, reason: "RolloutUpdated", message: format!("update {i}") })
+            .collect();
+
+        sink.publish(&rollout, &events);
+
+        assert!(metrics.encode().contains("rollouts_controller_events_dropped_total 10\n"), "{}", metrics.encode());
+    }
 }

@@ -52,6 +52,6 @@ pub async fn apply(ctx: &Context, observed: &Observed, plan: &Plan) -> Result<Op
         ctx.metrics.wrote(action);
     }
     let written = rollout::patch_status(ctx, rollout, &plan.status).await?;
-    ctx.events.publish(rollout, &plan.events).await;
+    ctx.events.publish(rollout, &plan.events);
     Ok(written)
 }

@@ -64,6 +64,7 @@ pub struct Metrics {
     rollout_phase: Family<PhaseLabels, Gauge>,
     pause_to_step: Histogram,
     queue_depth: Gauge,
+    events_dropped: Counter,
     /// The info labels last set per Rollout, to remove the old series when they change.
     info_labels: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), RolloutLabels>>>,
 }
@@ -127,6 +128,12 @@ impl Metrics {
             "Reconcile requests from watched objects waiting to be taken",
             queue_depth.clone(),
         );
+        let events_dropped = Counter::default();
+        registry.register(
+            "events_dropped",
+            "Kubernetes Events not written because too many were waiting",
+            events_dropped.clone(),
+        );
         let mut unprefixed = Registry::default();
         let rollout_info = Family::<RolloutLabels, Gauge>::default();
         unprefixed.register("rollout_info", "Information about each Rollout (always 1)", rollout_info.clone());
@@ -148,6 +155,7 @@ impl Metrics {
             rollout_phase,
             pause_to_step,
             queue_depth,
+            events_dropped,
             info_labels: Arc::default(),
         }
     }
@@ -178,6 +186,10 @@ impl Metrics {
 
     pub fn pause_expired(&self, late_by: Duration) {
         self.pause_to_step.observe(late_by.as_secs_f64());
+    }
+
+    pub fn event_dropped(&self) {
+        self.events_dropped.inc();
     }
 
     pub fn set_queue_depth(&self, depth: usize) {
