@@ -10,6 +10,11 @@ use rollouts_controller::runtime::client::RateLimit;
 use rollouts_controller::runtime::leader::LeaseSettings;
 use rollouts_controller::runtime::{self, Options};
 
+// jemalloc in every build, so the benchmarked allocator is the shipped one (the image is a static
+// musl binary, whose own allocator is slow). Its settings are in .cargo/config.toml.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "rollouts-controller",
