@@ -126,11 +126,46 @@ fn usage(pid: u32) -> Result<Usage> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .context("no VmRSS")?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may contain spaces) start at ") ".
-    let fields: Vec<&str> = stat.rsplit_once(") ").context("odd /proc stat")?.1.split_whitespace().collect();
+    let (_, cpu_seconds) = process_cpu(&std::fs::read_to_string(format!("/proc/{pid}/stat"))?)?;
+    Ok(Usage { rss_bytes: rss_kib * 1024, cpu_seconds })
+}
+
+/// Command name and CPU seconds (user + system) from a /proc/<pid>/stat line.
+fn process_cpu(stat: &str) -> Result<(String, f64)> {
+    // The command name is in parentheses and may contain spaces; the fields follow ") ".
+    let (head, rest) = stat.rsplit_once(") ").context("odd /proc stat")?;
+    let command = head.split_once(" (").context("odd /proc stat")?.1.to_string();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    Ok(Usage { rss_bytes: rss_kib * 1024, cpu_seconds: ticks / 100.0 })
+    Ok((command, ticks / 100.0))
+}
+
+/// CPU seconds of every process on the machine, summed by command name.
+fn machine_cpu() -> BTreeMap<String, f64> {
+    let mut by_command = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        // Processes come and go while this reads: skip what can't be read.
+        if let Ok(stat) = std::fs::read_to_string(entry.path().join("stat"))
+            && let Ok((command, seconds)) = process_cpu(&stat)
+        {
+            *by_command.entry(command).or_insert(0.0) += seconds;
+        }
+    }
+    by_command
+}
+
+/// The processes that used the most CPU between two `machine_cpu` readings, with their shares.
+fn cpu_shares(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> String {
+    let mut used: Vec<(&String, f64)> =
+        after.iter().map(|(command, seconds)| (command, seconds - before.get(command).unwrap_or(&0.0))).collect();
+    let total: f64 = used.iter().map(|(_, seconds)| seconds.max(0.0)).sum();
+    used.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let top: Vec<String> = used
+        .iter()
+        .take(6)
+        .map(|(command, seconds)| format!("{command} {seconds:.0} s ({:.0}%)", 100.0 * seconds / total))
+        .collect();
+    format!("{} of {total:.0} s", top.join(", "))
 }
 
 /// The controller process and a sampler of its memory.
@@ -569,6 +604,7 @@ async fn main() -> Result<()> {
     let observer = observe_roll(&client, times.clone());
     tokio::time::sleep(Duration::from_secs(2)).await;
     let roll_started = Instant::now();
+    let machine_before = machine_cpu();
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
     let image =
         json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "registry.example/app:v2"}]}}}});
@@ -590,6 +626,7 @@ async fn main() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let roll_took = roll_started.elapsed();
     let roll_cpu = controller.usage()?.cpu_seconds - usage_before.cpu_seconds;
+    let roll_machine_cpu = cpu_shares(&machine_before, &machine_cpu());
     let roll_requests = delta(&controller.requests().await?, &requests_before);
     let roll_peak = controller.peak();
     controller.save_metrics("roll").await?;
@@ -709,6 +746,7 @@ async fn main() -> Result<()> {
             Some(idle_core < 0.01),
         ),
         row("CPU, roll phase", format!("{roll_cpu:.1} s over {:.0} s", roll_took.as_secs_f64()), "", None),
+        row("CPU, roll phase, whole machine by process", roll_machine_cpu, "", None),
         row("API requests, create", verbs(&create_requests), "", None),
         row("API requests, idle", verbs(&idle_requests), "", None),
         row("API writes, idle", format!("{idle_writes:.0}"), "0", Some(idle_writes == 0.0)),
