@@ -4,9 +4,10 @@
 //! expires, the next weight is written without queueing behind Events. Each Rollout's Events go
 //! through one worker, in order. When the apiserver falls so far behind that a worker's queue is
 //! full, new Events are dropped and counted (`rollouts_controller_events_dropped_total`), as
-//! client-go's recorder does, rather than holding up a reconcile. An Event repeated word for word within a few minutes becomes a
-//! series on the first one (count and last time) instead of a new object. What is remembered for
-//! that is a few bytes per Event, and forgotten after the same few minutes.
+//! client-go's recorder does, rather than holding up a reconcile. An Event repeated word for word
+//! within a few minutes becomes a series on the first one (count and last time) instead of a new
+//! object. What is remembered for that is a few bytes per Event, and forgotten after the same few
+//! minutes.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
