@@ -12,7 +12,6 @@ pub mod traffic;
 mod validate;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
@@ -135,10 +134,6 @@ fn seconds(value: i64) -> SignedDuration {
     SignedDuration::from_secs(value)
 }
 
-fn until(now: Timestamp, at: Timestamp) -> Duration {
-    Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO)
-}
-
 fn rollout_name(rollout: &Rollout) -> &str {
     rollout.metadata.name.as_deref().unwrap_or_default()
 }
@@ -241,6 +236,8 @@ struct Planner<'a> {
     sizes: BTreeMap<String, i32>,
     created_rs: bool,
     pause_expired_at: Option<Timestamp>,
+    /// The canary weight this plan writes to the VirtualServices, if it changes them.
+    written_weight: Option<i32>,
 }
 
 impl<'a> Planner<'a> {
@@ -268,6 +265,7 @@ impl<'a> Planner<'a> {
             sizes: BTreeMap::new(),
             created_rs: false,
             pause_expired_at: None,
+            written_weight: None,
         }
     }
 
@@ -285,6 +283,7 @@ impl<'a> Planner<'a> {
         self.size_replica_sets();
         self.route_services();
         self.route_traffic();
+        self.advance_after_traffic();
         self.promote();
         self.scale_down_others();
         self.scale_down_workload();
@@ -408,8 +407,9 @@ impl<'a> Planner<'a> {
             return true;
         }
         self.requeue_at(settled_at);
-        let left = until(self.now, settled_at).as_secs_f64().ceil();
-        self.wait(format!("waiting {left}s for traffic to settle before {next_move}"));
+        // The gap, not the time left: a countdown would rewrite the status on every look.
+        let gap = self.settle().as_secs_f64();
+        self.wait(format!("waiting {gap}s for traffic to settle before {next_move}"));
         false
     }
 
@@ -534,9 +534,15 @@ impl<'a> Planner<'a> {
             .any(|rs| rs.desired_replicas_annotation.is_some_and(|d| d != self.replicas))
     }
 
-    /// Completes the current step if it is done; at most one step per reconcile.
+    /// Steps do not move while aborted, promoted, finished, paused by a person or rescaling.
+    fn steps_held(&self) -> bool {
+        self.aborted() || self.promoted() || self.at_end() || self.paused_by_user() || self.scaling_event()
+    }
+
+    /// Completes the current step if it is done. Before the writes are planned, so a pause that
+    /// expired hands over to the next step's sizing and weights in this same plan.
     fn advance_step(&mut self) {
-        if self.aborted() || self.promoted() || self.at_end() || self.paused_by_user() || self.scaling_event() {
+        if self.steps_held() {
             return;
         }
         let index = self.index();
@@ -547,23 +553,55 @@ impl<'a> Planner<'a> {
         } else if let Some(pause) = &step.pause {
             self.pause_done(pause.duration.as_ref(), index, total)
         } else if step.set_weight.is_some() || step.set_canary_scale.is_some() {
-            let (canary, stable) = self.targets();
-            let at_counts = self.at_counts(canary, stable);
-            let weight_ok = step.set_weight.is_none()
-                || !self.routed()
-                || self.observed_weights().iter().all(|w| *w == steps::set_weight_at(self.valid.steps, index));
-            if !at_counts {
-                self.wait_for_counts(canary, stable);
-            } else if !weight_ok {
-                self.wait(format!("step {index}/{total}: waiting for the VirtualService weights to be set"));
-            }
-            at_counts && weight_ok
+            self.sizing_step_done(false)
         } else {
             false
         };
-        if !done {
+        if done {
+            self.complete_step(index);
+        }
+    }
+
+    /// Once the writes are planned: a setWeight step whose weight this plan writes is done, as
+    /// the status is written only after every action succeeded. The step, its weights and the
+    /// next pause then land in one status write instead of two. A step entered by this plan
+    /// says here what it waits for.
+    fn advance_after_traffic(&mut self) {
+        if self.steps_held() || self.at_match_traffic_weight() {
             return;
         }
+        let index = self.index();
+        let step = &self.valid.steps[index];
+        if step.set_weight.is_none() && step.set_canary_scale.is_none() {
+            return;
+        }
+        let done = self.sizing_step_done(true);
+        if done && step.set_weight.is_some() && self.written_weight.is_some() {
+            self.complete_step(index);
+        }
+    }
+
+    /// Whether the current setWeight or setCanaryScale step has its pods and weights; if not,
+    /// what it waits for (the weights only once this plan's own writes are known).
+    fn sizing_step_done(&mut self, writes_planned: bool) -> bool {
+        let index = self.index();
+        let total = self.valid.steps.len();
+        let wants_weight = self.valid.steps[index].set_weight.is_some() && self.routed();
+        let (canary, stable) = self.targets();
+        let at_counts = self.at_counts(canary, stable);
+        let target = steps::set_weight_at(self.valid.steps, index);
+        let weight_ok = !wants_weight || self.weights_after_writes().iter().all(|w| *w == target);
+        if !at_counts {
+            self.wait_for_counts(canary, stable);
+        } else if !weight_ok && writes_planned {
+            self.wait(format!("step {index}/{total}: waiting for the VirtualService weights to be set"));
+        }
+        at_counts && weight_ok
+    }
+
+    fn complete_step(&mut self, index: usize) {
+        let total = self.valid.steps.len();
+        let step = &self.valid.steps[index];
         let description = steps::describe_step(step);
         self.next.current_step_index = Some(i32::try_from(index + 1).unwrap_or(i32::MAX));
         self.event("RolloutStepCompleted", format!("Rollout step {}/{total} completed ({description})", index + 1));
@@ -980,6 +1018,16 @@ impl<'a> Planner<'a> {
             .collect()
     }
 
+    /// The canary weights once this plan's writes are done: the status is written only after
+    /// every action succeeded, so a weight this plan writes counts as set.
+    fn weights_after_writes(&self) -> Vec<i32> {
+        let observed = self.observed_weights();
+        match self.written_weight {
+            Some(weight) => vec![weight; observed.len()],
+            None => observed,
+        }
+    }
+
     /// The canary weight the VirtualServices should hold now; `None` leaves them as they are.
     fn desired_weight(&mut self, observed: &[i32]) -> Option<i32> {
         let current = observed.first().copied().unwrap_or(0);
@@ -1053,6 +1101,7 @@ impl<'a> Planner<'a> {
                 };
                 self.event("TrafficWeightUpdated", message);
                 self.traffic_moved();
+                self.written_weight = Some(desired);
                 weight = desired;
             }
         }
@@ -1088,7 +1137,7 @@ impl<'a> Planner<'a> {
             return;
         }
         if self.routed() {
-            let all_traffic = self.observed_weights().iter().all(|w| *w == 100);
+            let all_traffic = self.weights_after_writes().iter().all(|w| *w == 100);
             if !all_traffic {
                 self.wait("waiting for the canary to receive 100% of traffic");
                 return;
@@ -1101,6 +1150,8 @@ impl<'a> Planner<'a> {
                 let hash = self.hash.clone();
                 if self.point_service(service, &hash) {
                     self.traffic_moved();
+                    // Said now, so the next look finds nothing new to write.
+                    self.traffic_settled("returning the VirtualService weights to the stable Service");
                 }
             }
         }
@@ -1110,6 +1161,9 @@ impl<'a> Planner<'a> {
             format!("Completed all {} canary steps", self.valid.steps.len())
         };
         self.next.stable_rs = Some(self.hash.clone());
+        if let Some(weights) = self.next.canary.as_mut().and_then(|c| c.weights.as_mut()) {
+            weights.stable.pod_template_hash = Some(self.hash.clone());
+        }
         self.next.promote_full = None;
         self.next.pause_conditions = None;
         self.next.controller_pause = None;
@@ -1343,9 +1397,7 @@ impl<'a> Planner<'a> {
         let n = &self.next;
         let all_updated = n.updated_replicas == Some(self.replicas) && self.new_available() >= self.replicas;
         let old_gone = self.routed() || n.replicas == Some(self.replicas);
-        let traffic_home = !self.routed()
-            || self.observed_weights().iter().all(|w| *w == 0)
-                && self.actions.iter().all(|a| !matches!(a, Action::SetVirtualServiceWeights { .. }));
+        let traffic_home = !self.routed() || self.weights_after_writes().iter().all(|w| *w == 0);
         self.promoted() && all_updated && old_gone && traffic_home && self.waiting.is_none() && !self.paused_by_user()
     }
 

@@ -110,7 +110,7 @@ fn observed(rollout: Rollout) -> Observed {
         virtual_services: Some(BTreeMap::new()),
         pods: Vec::new(),
         now: t(0),
-        config: PlanConfig { settle: Duration::from_secs(2) },
+        config: PlanConfig { settle: std::time::Duration::from_secs(2) },
     };
     if routed {
         for name in ["web-stable", "web-canary"] {
@@ -768,8 +768,15 @@ fn check_invariants(replicas: i32, steps: Vec<CanaryStep>, routed: bool, script:
                 || before.promote_full == Some(true)
                 || plan.status.stable_rs != before.stable_rs;
             if same_revision && !jumps && before.abort == plan.status.abort {
+                // A second step only when it is the setWeight step whose weight this plan writes.
+                let second_step = usize::try_from(index_before + 1).unwrap_or(0);
+                let writes_its_weight = plan.actions.iter().any(|a| {
+                    matches!(a, Action::SetVirtualServiceWeights { canary_weight, .. }
+                        if sim.observed.rollout.spec.strategy.canary.as_ref().and_then(|c| c.steps.as_ref())
+                            .and_then(|s| s.get(second_step)).and_then(|s| s.set_weight) == Some(*canary_weight))
+                });
                 prop_assert!(
-                    index_after - index_before <= 1,
+                    index_after - index_before <= 1 || index_after - index_before == 2 && writes_its_weight,
                     "more than one step advanced: {index_before} -> {index_after}"
                 );
             }
@@ -894,4 +901,32 @@ fn no_progress_for_the_deadline_can_abort() {
     assert!(message.contains("has timed out progressing"), "{message}");
     assert_eq!(status.abort, Some(true), "progressDeadlineAbort aborts");
     assert_eq!(sim.rs(&hash_of("v2")).unwrap().spec_replicas, 0, "the canary goes away");
+}
+
+#[test]
+fn a_weight_step_lands_with_its_weights_and_the_next_pause_in_one_status_write() {
+    let steps = vec![set_weight(20), pause(Some(10)), set_weight(50), pause(Some(10)), set_weight(100)];
+    let mut sim = Sim::new(observed(with_istio(rollout(2, steps))));
+    sim.settle();
+    sim.update_template("v2");
+    sim.settle();
+    assert_eq!((sim.status().current_step_index, sim.vs_weights()), (Some(1), (80, 20)));
+    let writes_weight = |plan: &Plan, weight: i32| {
+        plan.actions
+            .iter()
+            .any(|a| matches!(a, Action::SetVirtualServiceWeights { canary_weight, .. } if *canary_weight == weight))
+    };
+    let first = sim.plans.iter().find(|p| writes_weight(p, 20)).expect("a plan writes weight 20");
+    assert_eq!(first.status.current_step_index, Some(1), "the step completes with its weights");
+    assert!(first.status.pause_conditions.is_some(), "and the pause starts in the same write");
+
+    // At the pause's expiry one plan writes weight 50, completes that step and starts the next pause.
+    let expiry = sim.observed.now + SignedDuration::from_secs(10);
+    sim.observed.now = expiry;
+    let plan = sim.step();
+    assert!(writes_weight(&plan, 50));
+    assert_eq!(plan.status.current_step_index, Some(3));
+    assert_eq!(plan.status.pause_conditions.as_ref().map(|p| p[0].start_time.0), Some(expiry));
+    assert_eq!(plan.pause_expired_at, Some(expiry));
+    assert_eq!(plan.requeue_at, Some(expiry + SignedDuration::from_secs(10)));
 }
