@@ -922,6 +922,15 @@ impl<'a> Planner<'a> {
         self.observed.services.get(service).and_then(|s| s.selector.get(POD_TEMPLATE_HASH_LABEL)).map(String::as_str)
     }
 
+    /// Whether `service` selects `hash` once this plan's earlier actions are done (actions run in
+    /// order, and a failed one stops the rest).
+    fn selects_after_writes(&self, service: &str, hash: &str) -> bool {
+        let pointed_now = self.actions.iter().any(|action| {
+            matches!(action, Action::SetServiceSelector { service: s, hash: Some(h) } if s == service && h == hash)
+        });
+        pointed_now || self.service_hash(service) == Some(hash)
+    }
+
     /// Points a Service at `hash` when that ReplicaSet can serve: some available pods, or all of
     /// them when the Service is not managed yet.
     fn point_service(&mut self, service: &str, hash: &str) -> bool {
@@ -1041,8 +1050,9 @@ impl<'a> Planner<'a> {
             return (switched && self.traffic_settled("returning the VirtualService weights to the stable Service"))
                 .then_some(0);
         }
-        if self.aborted() || self.new_available() == 0 || self.service_hash(canary_service) != Some(self.hash.as_str())
-        {
+        // Like Argo, the canary Service switch and the first weight go in one plan: until the
+        // endpoints follow, that share reaches the pods the Service selected before, still running.
+        if self.aborted() || self.new_available() == 0 || !self.selects_after_writes(canary_service, &self.hash) {
             return Some(0);
         }
         if self.paused_by_user() {
