@@ -28,6 +28,11 @@ use tokio::process::{Child, Command};
 
 const NAMESPACE: &str = "bench";
 const PAUSE: Duration = Duration::from_secs(10);
+/// A VirtualService no Rollout uses: the bench writes it through the roll to see how long any
+/// client's write takes to show on a watch while the cluster is that busy.
+const PROBE: &str = "probe";
+const PROBE_ANNOTATION: &str = "bench.rollouts/probe";
+const PROBE_EVERY: Duration = Duration::from_millis(250);
 
 struct Args {
     rollouts: usize,
@@ -438,6 +443,9 @@ struct RollTimes {
     scaling: HashMap<String, (Timestamp, i32)>,
     /// Per Rollout: total seconds its ReplicaSets took to make asked-for pods available.
     pod_wait: HashMap<String, f64>,
+    /// The probe's writes by sequence number: when each was sent, and first seen on the watch.
+    probe_sent: HashMap<u64, Timestamp>,
+    probe_seen: HashMap<u64, Timestamp>,
 }
 
 /// Records pause starts and Healthy times from the Rollouts, and weights from the VirtualServices.
@@ -481,6 +489,11 @@ fn observe_roll(client: &Client, times: Arc<Mutex<RollTimes>>) -> tokio::task::J
                         times.healthy.entry(name).or_insert_with(Instant::now);
                     }
                 }
+                Seen::VirtualService(vs) if vs.name_any() == PROBE => {
+                    if let Some(sequence) = vs.annotations().get(PROBE_ANNOTATION).and_then(|v| v.parse().ok()) {
+                        times.probe_seen.entry(sequence).or_insert(now);
+                    }
+                }
                 Seen::VirtualService(vs) => {
                     let weight = vs.data.pointer("/spec/http/0/route/1/weight").and_then(Value::as_i64).unwrap_or(0);
                     times.weight_seen.entry((vs.name_any(), weight)).or_insert(now);
@@ -506,6 +519,30 @@ fn observe_roll(client: &Client, times: Arc<Mutex<RollTimes>>) -> tokio::task::J
             }
         }
     })
+}
+
+/// Writes the probe VirtualService every `PROBE_EVERY`, one write at a time, until aborted.
+fn probe_writes(client: &Client, times: Arc<Mutex<RollTimes>>) -> tokio::task::JoinHandle<()> {
+    let gvk = GroupVersionKind::gvk("networking.istio.io", "v1", "VirtualService");
+    let vs: Api<DynamicObject> = Api::namespaced_with(client.clone(), NAMESPACE, &ApiResource::from_gvk(&gvk));
+    tokio::spawn(async move {
+        for sequence in 1u64.. {
+            times.lock().expect("observer lock").probe_sent.insert(sequence, Timestamp::now());
+            let patch = json!({"metadata": {"annotations": {PROBE_ANNOTATION: sequence.to_string()}}});
+            if let Err(error) = vs.patch(PROBE, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                eprintln!("bench: probe write {sequence} failed: {error}");
+            }
+            tokio::time::sleep(PROBE_EVERY).await;
+        }
+    })
+}
+
+fn probe_latencies(times: &RollTimes) -> Vec<f64> {
+    times
+        .probe_sent
+        .iter()
+        .filter_map(|(sequence, sent)| Some(times.probe_seen.get(sequence)?.duration_since(*sent).as_secs_f64()))
+        .collect()
 }
 
 enum Seen {
@@ -611,8 +648,14 @@ async fn main() -> Result<()> {
     let vs_patches_before = apiserver_patch_histogram(&client, "virtualservices").await?;
     let stable_before = stable_hashes(&client).await?;
     let times = Arc::new(Mutex::new(RollTimes { stable_before, ..Default::default() }));
+    let probe = format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {PROBE}}}\n\
+         spec: {{hosts: [{PROBE}], http: [{{route: [{{destination: {{host: {PROBE}}}, weight: 100}}]}}]}}\n"
+    );
+    apply_yaml(&client, Some(NAMESPACE), &probe).await?;
     let observer = observe_roll(&client, times.clone());
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let prober = probe_writes(&client, times.clone());
     let roll_started = Instant::now();
     let machine_before = machine_cpu();
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
@@ -642,13 +685,14 @@ async fn main() -> Result<()> {
     controller.save_metrics("roll").await?;
     let vs_patch_latency =
         apiserver_latency(&vs_patches_before, &apiserver_patch_histogram(&client, "virtualservices").await?);
+    prober.abort();
     observer.abort();
     println!("bench: all Healthy again after {roll_took:?}");
 
     // Nothing can be faster than the two pauses, the two settle gaps at promotion, and the time
     // the cluster took to start the canary's pods (measured per Rollout).
     let fixed = 2.0 * PAUSE.as_secs_f64() + 2.0 * args.settle_seconds as f64;
-    let (first_pause, second_pause, to_healthy, floors, over_floor, to_first_weight) = {
+    let (first_pause, second_pause, to_healthy, floors, over_floor, to_first_weight, probe_latency) = {
         let times = times.lock().expect("observer lock");
         let to_first_weight = times
             .image_changed
@@ -678,6 +722,7 @@ async fn main() -> Result<()> {
             sorted(floors),
             sorted(over_floor),
             sorted(to_first_weight),
+            sorted(probe_latencies(&times)),
         )
     };
 
@@ -779,6 +824,12 @@ async fn main() -> Result<()> {
             lat(&first_pause),
             "p99 ≤ 250 ms, max ≤ 1 s",
             Some(percentile(&first_pause, 99.0) <= 0.25 && percentile(&first_pause, 100.0) <= 1.0),
+        ),
+        row(
+            "the cluster's floor for the row above: the bench's own VirtualService PATCH, every 250 ms through the roll, until seen on its watch",
+            lat(&probe_latency),
+            "",
+            None,
         ),
         row("the apiserver's time to serve a VirtualService PATCH, roll phase", vs_patch_latency, "", None),
         row("pause 2 expiry → weight 100 written (includes scaling the canary to 2)", lat(&second_pause), "", None),
