@@ -92,6 +92,13 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// Whether this action points `service` at the pods of `hash`.
+    pub fn points_service_at(&self, service: &str, hash: &str) -> bool {
+        matches!(self, Action::SetServiceSelector { service: s, hash: Some(h) } if s == service && h == hash)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
     pub warning: bool,
@@ -925,9 +932,7 @@ impl<'a> Planner<'a> {
     /// Whether `service` selects `hash` once this plan's earlier actions are done (actions run in
     /// order, and a failed one stops the rest).
     fn selects_after_writes(&self, service: &str, hash: &str) -> bool {
-        let pointed_now = self.actions.iter().any(|action| {
-            matches!(action, Action::SetServiceSelector { service: s, hash: Some(h) } if s == service && h == hash)
-        });
+        let pointed_now = self.actions.iter().any(|action| action.points_service_at(service, hash));
         pointed_now || self.service_hash(service) == Some(hash)
     }
 

@@ -808,10 +808,9 @@ fn check_invariants(replicas: i32, steps: Vec<CanaryStep>, routed: bool, script:
                                 sim.rs(&canary_hash).is_some_and(|rs| rs.available > 0),
                                 "weight to a canary without pods"
                             );
-                            let pointed_before = plan.actions[..position].iter().any(|a| {
-                                matches!(a, Action::SetServiceSelector { service, hash: Some(h) }
-                                    if service == "web-canary" && *h == canary_hash)
-                            });
+                            let pointed_before = plan.actions[..position]
+                                .iter()
+                                .any(|a| a.points_service_at("web-canary", &canary_hash));
                             prop_assert!(
                                 pointed_before || sim.selector("web-canary") == Some(canary_hash),
                                 "weight to a canary Service that does not select the canary"
@@ -926,9 +925,7 @@ fn a_weight_step_lands_with_its_service_switch_weights_and_next_pause_in_one_sta
     let first = sim.plans.iter().find(|p| writes_weight(p, 20)).expect("a plan writes weight 20");
     assert_eq!(first.status.current_step_index, Some(1), "the step completes with its weights");
     assert!(first.status.pause_conditions.is_some(), "and the pause starts in the same write");
-    let canary_switch = first.actions.iter().position(|a| {
-        matches!(a, Action::SetServiceSelector { service, hash: Some(h) } if service == "web-canary" && *h == hash_of("v2"))
-    });
+    let canary_switch = first.actions.iter().position(|a| a.points_service_at("web-canary", &hash_of("v2")));
     let weight = first.actions.iter().position(|a| matches!(a, Action::SetVirtualServiceWeights { .. }));
     assert!(
         canary_switch.is_some() && canary_switch < weight,
