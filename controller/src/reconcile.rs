@@ -207,6 +207,8 @@ impl Context {
     }
 }
 
+const LONGEST_REQUEUE: Duration = Duration::from_secs(24 * 3600);
+
 /// Clock for plans; tests of the controller itself inject time through `plan`.
 fn now() -> Timestamp {
     Timestamp::now()
@@ -283,9 +285,13 @@ async fn reconcile_inner(object: &DeserializeGuard<Rollout>, ctx: &Arc<Context>)
         }
         Err(error) => return Err(error),
     }
-    // The time is absolute: the writes above took time, and the next look must not be late.
+    // The time is absolute: the writes above took time, and the next look must not be late. A
+    // time years away (a long pause) is looked at again daily instead of overflowing a timer.
     Ok(match plan.requeue_at {
-        Some(at) => Requeue::requeue(Duration::try_from(at.duration_since(now())).unwrap_or(Duration::ZERO)),
+        Some(at) => {
+            let wait = Duration::try_from(at.duration_since(now())).unwrap_or(Duration::ZERO);
+            Requeue::requeue(wait.min(LONGEST_REQUEUE))
+        }
         None => Requeue::await_change(),
     })
 }

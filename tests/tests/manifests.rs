@@ -473,6 +473,10 @@ async fn crd_rejects_invalid_rollouts_naming_the_field() -> Result<()> {
     replicas["spec"]["replicas"] = json!(-1);
     let mut duration = valid_rollout("duration");
     duration["spec"]["strategy"]["canary"]["steps"][1] = json!({"pause": {"duration": "10x"}});
+    let mut endless = valid_rollout("endless");
+    endless["spec"]["strategy"]["canary"]["steps"][1] = json!({"pause": {"duration": "9999999999h"}});
+    let mut endless_seconds = valid_rollout("endless-seconds");
+    endless_seconds["spec"]["strategy"]["canary"]["steps"][1] = json!({"pause": {"duration": 2_000_000_000}});
 
     let mut failures = Vec::new();
     for (what, rollout, field) in [
@@ -481,6 +485,8 @@ async fn crd_rejects_invalid_rollouts_naming_the_field() -> Result<()> {
         ("scaleDown: sometimes", scale_down, "scaleDown"),
         ("replicas -1", replicas, "replicas"),
         ("pause duration 10x", duration, "duration"),
+        ("pause duration 9999999999h", endless, "duration"),
+        ("pause duration 2000000000 s", endless_seconds, "duration"),
     ] {
         match create(rollout).await {
             Ok(_) => failures.push(format!("{what}: accepted")),

@@ -21,12 +21,15 @@ pub fn int_or_string(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-/// Seconds as a number, or a Go-style duration ("30s", "1m30s", "1h").
+/// Seconds as a number, or a Go-style duration ("30s", "1m30s", "1h"). Bounded so that whatever
+/// is admitted also parses: at most 9 digits of seconds (31 years), or at most six parts of at
+/// most 6 digits each.
 pub fn pause_duration(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "x-kubernetes-int-or-string": true,
         "anyOf": [{ "type": "integer" }, { "type": "string" }],
         "minimum": 0,
-        "pattern": "^([0-9]+|([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+)$"
+        "maximum": 999_999_999,
+        "pattern": "^([0-9]{1,9}|([0-9]{1,6}(\\.[0-9]{1,9})?(ns|us|µs|ms|s|m|h)){1,6})$"
     })
 }

@@ -141,6 +141,12 @@ fn seconds(value: i64) -> SignedDuration {
     SignedDuration::from_secs(value)
 }
 
+/// `at + by`, for times read from objects that anyone may have written: a time past the end of
+/// the calendar is "never" instead of a panic.
+fn later(at: Timestamp, by: SignedDuration) -> Timestamp {
+    at.checked_add(by).unwrap_or(Timestamp::MAX)
+}
+
 fn rollout_name(rollout: &Rollout) -> &str {
     rollout.metadata.name.as_deref().unwrap_or_default()
 }
@@ -239,6 +245,8 @@ struct Planner<'a> {
     requeue: Option<Timestamp>,
     /// The first thing this rollout waits for, for `status.message`.
     waiting: Option<String>,
+    /// Something a person asked for that this plan did not do, and why: leads `status.message`.
+    notice: Option<String>,
     /// Desired `spec.replicas` of the ReplicaSets this plan sizes, by name.
     sizes: BTreeMap<String, i32>,
     created_rs: bool,
@@ -269,6 +277,7 @@ impl<'a> Planner<'a> {
             events: Vec::new(),
             requeue: None,
             waiting: None,
+            notice: None,
             sizes: BTreeMap::new(),
             created_rs: false,
             pause_expired_at: None,
@@ -409,7 +418,7 @@ impl<'a> Planner<'a> {
         let Some(changed_at) = changed_at else {
             return true;
         };
-        let settled_at = changed_at + self.settle();
+        let settled_at = later(changed_at, self.settle());
         if self.now >= settled_at {
             return true;
         }
@@ -495,9 +504,21 @@ impl<'a> Planner<'a> {
     }
 
     fn abort_and_retry(&mut self) {
-        if self.aborted() && self.promoted() {
-            // Nothing in flight to abort.
+        if self.aborted() && self.next.promote_full == Some(true) {
+            // `promote --full` overrides an abort, as upstream: the update goes ahead in full.
             self.next.abort = None;
+        }
+        if self.aborted() && self.promoted() {
+            // Nothing in flight to abort: the new revision is stable already (its Service switch
+            // may be settling). Going back is an undo, not an abort.
+            self.next.abort = None;
+            let message = format!(
+                "abort ignored: revision {} ({}) is already stable; use undo to go back",
+                self.revision(),
+                self.hash
+            );
+            self.notice = Some(message.clone());
+            self.events.push(Event { warning: true, reason: "RolloutAbortIgnored", message });
         }
         if self.aborted() {
             if !self.valid.steps.is_empty() {
@@ -655,7 +676,7 @@ impl<'a> Planner<'a> {
             self.wait(format!("CanaryPauseStep: step {index}/{total}: paused until promoted"));
             return false;
         };
-        let ends = started + SignedDuration::try_from(duration).unwrap_or_default();
+        let ends = later(started, SignedDuration::try_from(duration).unwrap_or(SignedDuration::MAX));
         if self.now >= ends {
             self.pause_expired_at = Some(ends);
             return true;
@@ -785,7 +806,17 @@ impl<'a> Planner<'a> {
         if let Some(rs) = self.stable_rs()
             && (rs.spec_replicas != stable || rs.status_replicas != stable)
         {
-            self.wait(format!("waiting for stable ReplicaSet {}: {} of {stable} pods", rs.name, rs.status_replicas));
+            // Count what is awaited: pods to come, or pods to go.
+            let message = if rs.status_replicas > stable {
+                let extra = rs.status_replicas - stable;
+                format!(
+                    "waiting for stable ReplicaSet {} to scale down to {stable} pods: {extra} to terminate",
+                    rs.name
+                )
+            } else {
+                format!("waiting for stable ReplicaSet {}: {} of {stable} pods", rs.name, rs.status_replicas)
+            };
+            self.wait(message);
             return;
         }
         let old = self.others().find(|rs| rs.available > 0).map(|rs| rs.name.clone());
@@ -1505,10 +1536,12 @@ impl<'a> Planner<'a> {
         if self.promoted() && self.waiting.is_none() {
             return;
         }
-        let deadline = progressing.last_update_time.0
-            + seconds(i64::from(
+        let deadline = later(
+            progressing.last_update_time.0,
+            seconds(i64::from(
                 self.observed.rollout.spec.progress_deadline_seconds.unwrap_or(DEFAULT_PROGRESS_DEADLINE as i32),
-            ));
+            )),
+        );
         if self.now < deadline {
             self.requeue_at(deadline);
             return;
@@ -1554,7 +1587,10 @@ impl<'a> Planner<'a> {
             ("Progressing", Some(self.default_progress_message()))
         };
         self.next.phase = Some(phase.into());
-        self.next.message = message;
+        self.next.message = match (self.notice.take(), message) {
+            (Some(notice), Some(message)) => Some(format!("{notice}; {message}")),
+            (notice, message) => notice.or(message),
+        };
     }
 
     fn default_progress_message(&self) -> String {

@@ -31,18 +31,23 @@ pub fn canary_scale_at(steps: &[CanaryStep], index: usize) -> Option<&SetCanaryS
     (!scale.match_traffic_weight.unwrap_or(false)).then_some(scale)
 }
 
+/// Longer pauses are refused: their end would be past any time a clock can name.
+const MAX_PAUSE_SECONDS: u64 = 1_000_000_000_000;
+
 /// A pause duration: a number of seconds, or a Go-style duration such as "1m30s". `None` when
-/// the text is not a valid duration.
+/// the text is not a valid duration or is longer than 31,000 years.
 pub fn parse_duration(value: &IntOrString) -> Option<Duration> {
-    match value {
-        IntOrString::Int(seconds) => u64::try_from(*seconds).ok().map(Duration::from_secs),
+    let seconds = match value {
+        IntOrString::Int(seconds) => u64::try_from(*seconds).ok(),
         IntOrString::String(text) => parse_duration_text(text),
-    }
+    }?;
+    (seconds < MAX_PAUSE_SECONDS).then(|| Duration::from_secs(seconds))
 }
 
-fn parse_duration_text(text: &str) -> Option<Duration> {
+/// Whole seconds of a duration text.
+fn parse_duration_text(text: &str) -> Option<u64> {
     if let Ok(seconds) = text.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+        return Some(seconds);
     }
     if text.is_empty() {
         return None;
@@ -68,7 +73,7 @@ fn parse_duration_text(text: &str) -> Option<Duration> {
         rest = after;
     }
     // Like upstream, fractions of a second are dropped.
-    (total.is_finite() && total < 1e12).then(|| Duration::from_secs(total as u64))
+    (total.is_finite() && total < MAX_PAUSE_SECONDS as f64).then_some(total as u64)
 }
 
 /// How a step reads in Events and messages, e.g. `setWeight: 10`, `pause: 30s`.
@@ -152,6 +157,8 @@ mod tests {
         assert_eq!(secs("10x"), None);
         assert_eq!(secs("s"), None);
         assert_eq!(secs(""), None);
+        assert_eq!(secs("99999999999999"), None, "beyond any clock");
+        assert_eq!(secs("9999999999h"), None);
     }
 
     #[test]

@@ -943,3 +943,79 @@ fn a_weight_step_lands_with_its_service_switch_weights_and_next_pause_in_one_sta
     assert_eq!(plan.pause_expired_at, Some(expiry));
     assert_eq!(plan.requeue_at, Some(expiry + SignedDuration::from_secs(10)));
 }
+
+#[test]
+fn promote_full_overrides_an_abort() {
+    let mut sim = healthy_basic(vec![set_weight(25), pause(None), set_weight(50)]);
+    sim.update_template("v2");
+    sim.settle();
+    sim.set_status(|s| s.abort = Some(true));
+    sim.settle();
+    assert_eq!(phase(&sim), "Degraded");
+    // What `kubectl argo rollouts promote --full` and Argo CD's promote-full action send.
+    sim.set_status(|s| s.promote_full = Some(true));
+    sim.settle();
+    assert_eq!(phase(&sim), "Healthy");
+    let status = sim.status();
+    assert_eq!((status.abort, status.aborted_at, status.promote_full), (None, None, None));
+    assert_eq!(status.stable_rs, Some(hash_of("v2")));
+    assert!(sim.plans.iter().flat_map(|p| &p.events).any(|e| e.message.ends_with("Full promotion requested")));
+}
+
+#[test]
+fn an_abort_after_the_stable_switch_is_refused_with_a_reason() {
+    let mut sim = Sim::new(observed(with_istio(rollout(4, vec![set_weight(50)]))));
+    sim.settle();
+    let v2 = hash_of("v2");
+    sim.update_template("v2");
+    sim.settle();
+    sim.wait(2);
+    assert_eq!(sim.selector("web-stable"), Some(v2.clone()), "switched; the weights wait to return");
+    assert_eq!(sim.vs_weights(), (0, 100));
+    sim.set_status(|s| s.abort = Some(true));
+    let plan = sim.step();
+    let message = plan.status.message.clone().unwrap_or_default();
+    assert!(message.starts_with(&format!("abort ignored: revision 2 ({v2}) is already stable; use undo")), "{message}");
+    assert!(plan.events.iter().any(|e| e.warning && e.reason == "RolloutAbortIgnored"), "{:?}", plan.events);
+    assert_eq!(plan.status.abort, None);
+    sim.wait(2);
+    assert_eq!(phase(&sim), "Healthy");
+    assert_eq!(sim.vs_weights(), (100, 0));
+}
+
+#[test]
+fn waiting_for_the_stable_to_shrink_counts_the_pods_to_go() {
+    let mut sim = healthy_basic(vec![set_weight(25), pause(None)]);
+    sim.ready = false;
+    sim.update_template("v2");
+    sim.step();
+    // The stable was asked for 3 pods and still has 4: one is terminating.
+    let v1 = hash_of("v1");
+    let stable = sim.observed.replica_sets.iter_mut().find(|rs| rs.hash == v1).unwrap();
+    assert_eq!(stable.spec_replicas, 3);
+    stable.status_replicas = 4;
+    let canary = sim.observed.replica_sets.iter_mut().find(|rs| rs.hash != v1).unwrap();
+    canary.available = canary.spec_replicas;
+    let message = plan(&sim.observed).status.message.unwrap_or_default();
+    assert!(message.ends_with("to scale down to 3 pods: 1 to terminate"), "{message}");
+}
+
+#[test]
+fn times_past_the_end_of_the_calendar_are_never_a_panic() {
+    let mut sim = Sim::new(observed(with_istio(rollout(4, vec![set_weight(50), pause(Some(10))]))));
+    sim.settle();
+    sim.update_template("v2");
+    sim.settle();
+    let far = Time(Timestamp::MAX);
+    sim.set_status(|s| {
+        s.canary.get_or_insert_with(Default::default).traffic_changed_at = Some(MicroTime(Timestamp::MAX));
+        for pause in s.pause_conditions.iter_mut().flatten() {
+            pause.start_time = far.clone();
+        }
+        for condition in s.conditions.iter_mut().flatten() {
+            condition.last_update_time = far.clone();
+        }
+    });
+    let plan = plan(&sim.observed);
+    assert_eq!(plan.requeue_at, Some(Timestamp::MAX));
+}
