@@ -23,12 +23,13 @@ use kube::{Client, Config, Resource, ResourceExt, discovery};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Label on every namespace a test creates, so leftovers are easy to find and delete.
+pub mod argocd;
 pub mod controller;
 pub mod fixtures;
 pub mod process;
 pub mod rollouts;
 
+/// Label on every namespace a test creates, so leftovers are easy to find and delete.
 pub const TEST_NAMESPACE_LABEL: &str = "rollouts-e2e";
 /// How long a wait lasts unless a test says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use e2e::argocd;
 use e2e::rollouts::{Pods, phase, status};
 use e2e::{DEFAULT_TIMEOUT, TestNamespace, poll_until};
 use futures::TryStreamExt;
@@ -73,6 +74,12 @@ async fn promote(ns: &TestNamespace) -> Result<()> {
     ns.patch_status("web", json!({"status": {"pauseConditions": null}})).await
 }
 
+async fn scale_deployment(ns: &TestNamespace, replicas: i32) -> Result<()> {
+    let patch = json!({"spec": {"replicas": replicas}});
+    ns.api::<Deployment>().patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
 async fn deployment_replicas(ns: &TestNamespace) -> Result<i32> {
     Ok(ns.api::<Deployment>().get("web").await?.spec.and_then(|s| s.replicas).unwrap_or(-1))
 }
@@ -92,6 +99,10 @@ async fn workload_ref_basic_canary_walks_its_steps() -> Result<()> {
     assert_ne!(rev1, rev2);
     wait_pods(&ns, &rev2, 1).await?;
     wait_pods(&ns, &rev1, 3).await?;
+    // `kubectl scale deployment/web --replicas 4` mid-canary is undone at once, not at the end.
+    scale_deployment(&ns, 4).await?;
+    poll_until(DEFAULT_TIMEOUT, || async { Ok((deployment_replicas(&ns).await? == 0).then_some(())) }).await?;
+    assert_eq!(status(&ns.rollout("web").await?).current_step_index, Some(1), "still at the pause");
 
     promote(&ns).await?;
     wait_step(&ns, 3, "Paused").await?;
@@ -106,9 +117,7 @@ async fn workload_ref_basic_canary_walks_its_steps() -> Result<()> {
     wait_pods(&ns, &rev1, 0).await?;
 
     // A GitOps re-sync of the Deployment's replicas is undone.
-    ns.api::<Deployment>()
-        .patch("web", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"replicas": 4}})))
-        .await?;
+    scale_deployment(&ns, 4).await?;
     poll_until(DEFAULT_TIMEOUT, || async { Ok((deployment_replicas(&ns).await? == 0).then_some(())) }).await?;
     Ok(())
 }
@@ -468,5 +477,42 @@ spec:
     })
     .await?;
     assert_eq!(status["phase"], "Degraded");
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn argo_cd_sees_each_state_of_a_workload_ref_rollout() -> Result<()> {
+    let ns = TestNamespace::new("canary-argocd").await?;
+    let _controller = ns.start_controller().await?;
+    ns.apply(&deployment(2, "nginx:1.26")).await?;
+    // Applied by Argo CD, with its tracking annotation: any annotation makes its health check
+    // compare the workload-generation annotation with status.workloadObservedGeneration.
+    // minReadySeconds keeps the update Progressing long enough to be seen.
+    let steps = "[{setWeight: 50}, {pause: {}}]";
+    let manifest = rollout(2, steps, "").replace(
+        "metadata: {name: web}",
+        "metadata: {name: web, annotations: {argocd.argoproj.io/tracking-id: 'shop:argoproj.io/Rollout:shop/web'}}",
+    );
+    ns.apply(&manifest.replace("  replicas: 2", "  replicas: 2\n  minReadySeconds: 3")).await?;
+    let argo_cd = |wanted: &'static str, message: &'static str| {
+        move |r: &Rollout| {
+            let health = argocd::health(r);
+            health.status == wanted && health.message.contains(message)
+        }
+    };
+    ns.wait_rollout("web", "Argo CD: Healthy", argo_cd("Healthy", "")).await?;
+
+    set_image(&ns, "nginx:1.27").await?;
+    ns.wait_rollout("web", "Argo CD: Progressing, waiting for the canary", argo_cd("Progressing", "pods available"))
+        .await?;
+    ns.wait_rollout("web", "Argo CD: Suspended at the pause", argo_cd("Suspended", "paused until promoted")).await?;
+    ns.patch_status("web", json!({"status": {"abort": true}})).await?;
+    ns.wait_rollout("web", "Argo CD: Degraded", argo_cd("Degraded", "RolloutAborted")).await?;
+    ns.patch_status("web", json!({"status": {"abort": false}})).await?;
+    ns.wait_rollout("web", "Argo CD: Suspended again", argo_cd("Suspended", "paused until promoted")).await?;
+    promote(&ns).await?;
+    let done = ns.wait_rollout("web", "Argo CD: Healthy after the update", argo_cd("Healthy", "")).await?;
+    assert_eq!(phase(&done), "Healthy");
     Ok(())
 }

@@ -29,7 +29,7 @@ pub async fn apply(ctx: &Context, observed: &Observed, plan: &Plan) -> Result<Op
             Action::DefaultReplicas => rollout::default_replicas(ctx, rollout).await,
             Action::AddFinalizer => rollout::add_finalizer(ctx, rollout).await,
             Action::RemoveFinalizer => rollout::remove_finalizer(ctx, rollout).await,
-            Action::AnnotateRevision { revision } => rollout::annotate_revision(ctx, rollout, *revision).await,
+            Action::AnnotateRollout { annotations } => rollout::annotate(ctx, rollout, annotations).await,
             Action::CreateReplicaSet(rs) => replicaset::create(ctx, rollout, rs).await,
             Action::AdoptReplicaSet { name } => replicaset::adopt(ctx, rollout, name).await,
             Action::PatchReplicaSet { name, replicas, annotations } => {

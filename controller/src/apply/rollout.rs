@@ -1,12 +1,14 @@
 //! Writes to the Rollout itself: defaults, the finalizer, the revision annotation and status.
 
+use std::collections::BTreeMap;
+
 use kube::api::{Api, Patch};
 use kube::core::DynamicObject;
 use kube::{Resource, ResourceExt};
 use serde_json::{Map, Value, json};
 
 use super::params;
-use crate::api::{FINALIZER, REVISION_ANNOTATION, Rollout, RolloutStatus};
+use crate::api::{FINALIZER, Rollout, RolloutStatus};
 use crate::reconcile::{Context, Error};
 
 fn api(ctx: &Context, rollout: &Rollout) -> Api<Rollout> {
@@ -44,11 +46,12 @@ pub async fn remove_finalizer(ctx: &Context, rollout: &Rollout) -> Result<(), Er
     }
 }
 
-pub async fn annotate_revision(ctx: &Context, rollout: &Rollout, revision: u64) -> Result<(), Error> {
-    if rollout.annotations().get(REVISION_ANNOTATION) == Some(&revision.to_string()) {
-        return Ok(());
-    }
-    let patch = json!({"metadata": {"annotations": {REVISION_ANNOTATION: revision.to_string()}}});
+pub async fn annotate(
+    ctx: &Context,
+    rollout: &Rollout,
+    annotations: &BTreeMap<String, Option<String>>,
+) -> Result<(), Error> {
+    let patch = json!({"metadata": {"annotations": annotations}});
     api(ctx, rollout).patch(&rollout.name_any(), &params(), &Patch::Merge(&patch)).await?;
     Ok(())
 }

@@ -24,7 +24,7 @@ pub use validate::ManagedVirtualService;
 use crate::api::{
     CanaryStatus, DESIRED_REPLICAS_ANNOTATION, FINALIZER, POD_TEMPLATE_HASH_LABEL, PauseCondition, REVISION_ANNOTATION,
     REVISION_HISTORY_ANNOTATION, Rollout, RolloutStatus, SCALE_DOWN_DEADLINE_ANNOTATION, TrafficWeights,
-    WeightDestination,
+    WORKLOAD_GENERATION_ANNOTATION, WeightDestination,
 };
 use conditions as cond;
 use replicas::{BasicCanary, RoutedCanary, Scale};
@@ -51,9 +51,10 @@ pub enum Action {
     DefaultReplicas,
     AddFinalizer,
     RemoveFinalizer,
-    /// Record the revision on the Rollout (`rollout.argoproj.io/revision`).
-    AnnotateRevision {
-        revision: u64,
+    /// Set (`Some`) or remove (`None`) the Rollout's bookkeeping annotations: its revision and
+    /// the generation of the workload it references (which Argo CD's health check compares).
+    AnnotateRollout {
+        annotations: BTreeMap<String, Option<String>>,
     },
     CreateReplicaSet(Box<ReplicaSet>),
     /// Take an orphan ReplicaSet the selector matches.
@@ -305,6 +306,7 @@ impl<'a> Planner<'a> {
         self.scale_down_workload();
         self.restart_pods();
         self.clean_up_history();
+        self.annotate_rollout();
         self.write_status();
         Plan {
             actions: self.actions,
@@ -370,8 +372,11 @@ impl<'a> Planner<'a> {
         self.new_rs.map_or(0, |rs| rs.available)
     }
 
+    /// The revision of the current template: its ReplicaSet's, unless an older revision is re-used
+    /// (a rollback), which makes it the newest.
     fn revision(&self) -> u64 {
-        self.new_rs.and_then(|rs| rs.revision).unwrap_or_else(|| self.max_other_revision() + 1)
+        let newest = self.max_other_revision() + 1;
+        self.new_rs.and_then(|rs| rs.revision).filter(|r| *r >= newest).unwrap_or(newest)
     }
 
     fn max_other_revision(&self) -> u64 {
@@ -891,16 +896,15 @@ impl<'a> Planner<'a> {
         if rs.scale_down_deadline.is_some() && !keep_deadline {
             annotations.insert(SCALE_DOWN_DEADLINE_ANNOTATION.to_string(), None);
         }
-        if rs.hash == self.hash {
-            let revision = self.max_other_revision() + 1;
-            if rs.revision.is_some_and(|r| r < revision) {
-                // A rollback re-uses an old ReplicaSet: it becomes the newest revision.
-                let old = rs.revision.unwrap_or(0).to_string();
+        let revision = self.revision();
+        if rs.hash == self.hash && rs.revision != Some(revision) {
+            // A rollback re-uses an old ReplicaSet: it becomes the newest revision.
+            annotations.insert(REVISION_ANNOTATION.to_string(), Some(revision.to_string()));
+            if let Some(old) = rs.revision {
                 let history = match &rs.revision_history {
                     Some(history) => format!("{history},{old}"),
-                    None => old,
+                    None => old.to_string(),
                 };
-                annotations.insert(REVISION_ANNOTATION.to_string(), Some(revision.to_string()));
                 annotations.insert(REVISION_HISTORY_ANNOTATION.to_string(), Some(history));
             }
         }
@@ -947,7 +951,6 @@ impl<'a> Planner<'a> {
         );
         let name = rs.metadata.name.clone().unwrap_or_default();
         self.actions.push(Action::CreateReplicaSet(Box::new(rs)));
-        self.actions.push(Action::AnnotateRevision { revision });
         self.event("RolloutUpdated", format!("Rollout updated to revision {revision}"));
         self.event("NewReplicaSetCreated", format!("Created ReplicaSet {name} (revision {revision})"));
         self.sizes.insert(name.clone(), replicas);
@@ -1307,15 +1310,12 @@ impl<'a> Planner<'a> {
         let Some(current) = self.observed.workload.as_ref().and_then(|w| w.deployment_replicas) else {
             return;
         };
-        let stable_available = self.stable_hash().and_then(|h| self.rs_by_hash(h)).map_or(0, |rs| rs.available);
-        let serving = stable_available >= self.replicas;
+        // The Rollout serves once its own pods are all available, at any step of any revision.
+        let available: i32 = self.observed.replica_sets.iter().filter(|rs| rs.owned).map(|rs| rs.available).sum();
+        let serving = available >= self.replicas;
         let target = match reference.scale_down.as_deref() {
             Some("onsuccess") if serving => 0,
-            Some("progressively") if serving => 0,
-            Some("progressively") => {
-                let available: i32 = self.observed.replica_sets.iter().map(|rs| rs.available).sum();
-                (self.replicas - available).max(0)
-            }
+            Some("progressively") => (self.replicas - available).max(0),
             _ => return,
         };
         if target < current {
@@ -1369,6 +1369,30 @@ impl<'a> Planner<'a> {
         }
         self.requeue_at(self.now + RESTART_RETRY);
         self.wait(format!("rollout is restarting: {remaining} pods left to replace"));
+    }
+
+    /// The Rollout's revision follows its current ReplicaSet, and its workload-generation
+    /// annotation the referenced workload, as upstream writes them (Argo CD's health check waits
+    /// for status.workloadObservedGeneration to reach that annotation).
+    fn annotate_rollout(&mut self) {
+        let has_revision = self.new_rs.is_some() || self.created_rs;
+        let desired = [
+            (REVISION_ANNOTATION, has_revision.then(|| self.revision().to_string())),
+            (
+                WORKLOAD_GENERATION_ANNOTATION,
+                self.observed.workload.as_ref().and_then(|w| w.generation).map(|g| g.to_string()),
+            ),
+        ];
+        let current = self.observed.rollout.metadata.annotations.as_ref();
+        let annotations: BTreeMap<String, Option<String>> = desired
+            .into_iter()
+            .filter(|(key, value)| current.and_then(|a| a.get(*key)) != value.as_ref())
+            .filter(|(key, value)| value.is_some() || *key == WORKLOAD_GENERATION_ANNOTATION)
+            .map(|(key, value)| (key.to_string(), value))
+            .collect();
+        if !annotations.is_empty() {
+            self.actions.push(Action::AnnotateRollout { annotations });
+        }
     }
 
     /// Deletes the oldest scaled-down ReplicaSets beyond revisionHistoryLimit.
@@ -1639,6 +1663,7 @@ fn new_replica_set(
         REVISION_ANNOTATION,
         REVISION_HISTORY_ANNOTATION,
         DESIRED_REPLICAS_ANNOTATION,
+        WORKLOAD_GENERATION_ANNOTATION,
     ];
     let mut annotations: BTreeMap<String, String> = rollout
         .metadata

@@ -254,7 +254,16 @@ impl Sim {
                 Action::AdoptReplicaSet { name } => {
                     self.observed.replica_sets.iter_mut().filter(|rs| &rs.name == name).for_each(|rs| rs.owned = true)
                 }
-                Action::AnnotateRevision { .. } | Action::EvictPod { .. } => {}
+                Action::AnnotateRollout { annotations } => {
+                    let current = self.observed.rollout.metadata.annotations.get_or_insert_with(BTreeMap::new);
+                    for (key, value) in annotations {
+                        match value {
+                            Some(value) => current.insert(key.clone(), value.clone()),
+                            None => current.remove(key),
+                        };
+                    }
+                }
+                Action::EvictPod { .. } => {}
             }
         }
         self.observed.rollout.status = Some(plan.status.clone());
@@ -314,7 +323,7 @@ fn initial_deploy_is_stable_at_once_and_healthy() {
     let mut sim = Sim::new(observed(rollout(4, vec![set_weight(25), pause(None)])));
     let first = sim.step();
     assert!(
-        matches!(&first.actions[..], [Action::CreateReplicaSet(rs), Action::AnnotateRevision { revision: 1 }] if rs.spec.as_ref().unwrap().replicas == Some(4)),
+        matches!(&first.actions[..], [Action::CreateReplicaSet(rs), Action::AnnotateRollout { annotations }] if rs.spec.as_ref().unwrap().replicas == Some(4) && annotations[REVISION_ANNOTATION].as_deref() == Some("1")),
         "{first:#?}"
     );
     assert!(first.events.iter().any(|e| e.message.ends_with("Initial deploy")), "{:?}", first.events);
@@ -1018,4 +1027,66 @@ fn times_past_the_end_of_the_calendar_are_never_a_panic() {
     });
     let plan = plan(&sim.observed);
     assert_eq!(plan.requeue_at, Some(Timestamp::MAX));
+}
+
+fn workload_ref_sim(scale_down: &str, steps: Vec<CanaryStep>) -> Sim {
+    let mut spec = rollout(4, steps);
+    spec.spec.template = None;
+    spec.spec.workload_ref = Some(WorkloadRef {
+        kind: "Deployment".into(),
+        name: "web".into(),
+        scale_down: Some(scale_down.into()),
+        ..Default::default()
+    });
+    // Annotated like anything applied with kubectl: Argo CD's health check then compares the
+    // workload-generation annotation with the status.
+    spec.metadata.annotations = Some([("kubectl.kubernetes.io/last-applied-configuration".into(), "{}".into())].into());
+    let mut sim = Sim::new(observed(spec));
+    sim.observed.workload = Some(Workload {
+        template: template("v1"),
+        selector: None,
+        generation: Some(1),
+        deployment_replicas: Some(4),
+        deployment_available: 4,
+    });
+    sim.settle();
+    sim
+}
+
+#[test]
+fn the_workload_generation_is_annotated_and_observed_in_every_state() {
+    let mut sim = workload_ref_sim("never", vec![set_weight(25), pause(None)]);
+    let annotation = |sim: &Sim| {
+        sim.observed.rollout.metadata.annotations.as_ref().and_then(|a| a.get(WORKLOAD_GENERATION_ANNOTATION).cloned())
+    };
+    assert_eq!(annotation(&sim).as_deref(), Some("1"));
+    assert_eq!(sim.status().workload_observed_generation.as_deref(), Some("1"));
+    // The Deployment's template changes: generation 2.
+    let workload = sim.observed.workload.as_mut().unwrap();
+    workload.template = template("v2");
+    workload.generation = Some(2);
+    sim.settle();
+    assert_eq!(phase(&sim), "Paused");
+    assert_eq!(annotation(&sim).as_deref(), Some("2"));
+    assert_eq!(sim.status().workload_observed_generation.as_deref(), Some("2"));
+    let revision = sim.observed.rollout.metadata.annotations.as_ref().unwrap()[REVISION_ANNOTATION].clone();
+    assert_eq!(revision, "2");
+}
+
+#[test]
+fn scale_down_keeps_the_deployment_at_zero_at_every_step() {
+    for mode in ["onsuccess", "progressively"] {
+        let mut sim = workload_ref_sim(mode, vec![set_weight(25), pause(None)]);
+        let deployment = |sim: &Sim| sim.observed.workload.as_ref().unwrap().deployment_replicas;
+        assert_eq!(deployment(&sim), Some(0), "{mode}: scaled down once the Rollout serves");
+        let workload = sim.observed.workload.as_mut().unwrap();
+        workload.template = template("v2");
+        workload.generation = Some(2);
+        sim.settle();
+        assert_eq!(phase(&sim), "Paused");
+        // A GitOps re-sync (or `kubectl scale`) mid-canary.
+        sim.observed.workload.as_mut().unwrap().deployment_replicas = Some(4);
+        sim.settle();
+        assert_eq!(deployment(&sim), Some(0), "{mode}: undone at the pause of a later revision");
+    }
 }

@@ -77,7 +77,7 @@ impl Default for Metrics {
 
 fn action_kind(action: &Action) -> &'static str {
     match action {
-        Action::DefaultReplicas | Action::AddFinalizer | Action::RemoveFinalizer | Action::AnnotateRevision { .. } => {
+        Action::DefaultReplicas | Action::AddFinalizer | Action::RemoveFinalizer | Action::AnnotateRollout { .. } => {
             "rollout"
         }
         Action::CreateReplicaSet(_)
