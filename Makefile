@@ -9,7 +9,7 @@ help:
 	@echo "make demo           local cluster + controller + an example rollout walking its steps"
 	@echo "make test           build what is missing, start a fresh cluster, run every test, stop it"
 	@echo "make bench          memory, latency and API cost at ROLLOUTS=1000 (quick: make bench ROLLOUTS=100 IDLE=60)"
-	@echo "make crds           regenerate crds/rollout.yaml from the Rust types"
+	@echo "make crds           regenerate crds/*.yaml from the Rust types"
 	@echo "make cluster-build  build the pinned control plane into ~/.cache/rollouts-testbin"
 	@echo "make cluster-up     start the local cluster (kubeconfig: target/cluster/kubeconfig)"
 	@echo "make cluster-down   stop it"
@@ -29,7 +29,8 @@ demo: cluster-build
 	$(CLUSTER)/demo.sh
 
 crds:
-	cargo run --quiet -p rollouts-controller -- crd > crds/rollout.yaml
+	cargo build --quiet -p rollouts-controller
+	for name in rollout analysisrun experiment; do target/debug/rollouts-controller crd $$name > crds/$$name.yaml; done
 
 # A fresh cluster for every run, always torn down; the exit code is the tests'.
 test: cluster-build

@@ -30,8 +30,12 @@ struct Cli {
 enum Command {
     /// Run the controller.
     Run(Box<RunFlags>),
-    /// Print the Rollout CustomResourceDefinition as YAML.
-    Crd,
+    /// Print the CustomResourceDefinitions as YAML: all of them, or the one named.
+    Crd {
+        /// rollout, analysisrun or experiment.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(rollouts_controller::api::CRD_FILES))]
+        name: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -180,8 +184,12 @@ async fn run(flags: RunFlags) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Crd => {
-            print!("{}", rollouts_controller::api::crd_yaml());
+        Command::Crd { name } => {
+            let names =
+                name.map_or_else(|| rollouts_controller::api::CRD_FILES.map(String::from).to_vec(), |n| vec![n]);
+            let documents: Vec<String> =
+                names.iter().filter_map(|name| rollouts_controller::api::crd_yaml(name)).collect();
+            print!("{}", documents.join("---\n"));
             Ok(())
         }
         Command::Run(flags) => tokio::runtime::Runtime::new()?.block_on(run(*flags)),

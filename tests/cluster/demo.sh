@@ -24,7 +24,7 @@ trap stop INT TERM EXIT
 "$CLUSTER_DIR_SCRIPTS/up.sh"
 
 log "installing the CRD and the controller's RBAC"
-kubectl apply -f "$REPO_ROOT/deploy/namespace.yaml" -f "$REPO_ROOT/crds/rollout.yaml" -f "$REPO_ROOT/rbac/controller.yaml" >/dev/null
+kubectl apply -f "$REPO_ROOT/deploy/namespace.yaml" -f "$REPO_ROOT/crds/" -f "$REPO_ROOT/rbac/controller.yaml" >/dev/null
 
 # The controller runs here, as a local process, but with the rollouts-controller ServiceAccount's
 # token: it can do exactly what the shipped ClusterRole allows.

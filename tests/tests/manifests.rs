@@ -228,7 +228,13 @@ async fn crds_apply_client_side_and_server_side() -> Result<()> {
     // The harness and users apply the whole directory: the kustomization in it (`Kustomization`,
     // for deploy/) must not be taken for a manifest.
     let output = kubectl_ok(&["apply", "--dry-run=server", "-f", "crds/"], None).await?;
-    ensure!(output.stdout.contains("rollouts.argoproj.io"), "kubectl apply -f crds/ printed:\n{}", output.stdout);
+    for crd in ["rollouts.argoproj.io", "analysisruns.argoproj.io", "experiments.argoproj.io"] {
+        ensure!(output.stdout.contains(crd), "kubectl apply -f crds/ printed:\n{}", output.stdout);
+    }
+    // `kubectl argo rollouts get` and `status` list AnalysisRuns and Experiments and wait until
+    // they can: with only our CRDs installed they must be served.
+    let listed = kubectl_ok(&["get", "analysisruns,experiments", "-n", &ns.name], None).await?;
+    ensure!(listed.stderr.contains("No resources found"), "kubectl get printed:\n{}{}", listed.stdout, listed.stderr);
     Ok(())
 }
 
@@ -518,6 +524,13 @@ async fn reader_and_writer_roles_grant_exactly_their_verbs() -> Result<()> {
         .context("the reader can't get the rollout")?;
     let listed = reader.list(&ListParams::default()).await?;
     assert_eq!(listed.items.iter().map(|r| r.name_any()).collect::<Vec<_>>(), [name]);
+    // `kubectl argo rollouts get` also lists these, and waits until it can.
+    for kind in ["AnalysisRun", "Experiment"] {
+        let gvk = GroupVersionKind::gvk("argoproj.io", "v1alpha1", kind);
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(User::Reader.client().await?, &ns.name, &ApiResource::from_gvk(&gvk));
+        api.list(&ListParams::default()).await.with_context(|| format!("the reader can't list {kind}s"))?;
+    }
     reader.get_status(name).await.context("the reader can't get rollouts/status")?;
     let mut events = reader.watch(&WatchParams::default().timeout(5), "0").await?.boxed();
     match tokio::time::timeout(Duration::from_secs(10), events.next()).await? {

@@ -1,11 +1,13 @@
 //! The Rollout API (argoproj.io/v1alpha1): types, well-known names and the generated CRD. No I/O.
 
 mod crd;
+mod placeholders;
 mod schema;
 mod spec;
 mod status;
 
-pub use crd::{crd, crd_yaml};
+pub use crd::{CRD_FILES, crd, crd_yaml};
+pub use placeholders::{AnalysisRun, Experiment};
 pub use spec::*;
 pub use status::*;
 
