@@ -172,6 +172,7 @@ async fn run(flags: RunFlags) -> anyhow::Result<()> {
             namespace: flags.namespace,
             instance_id: flags.instance_id,
             plan: PlanConfig { settle: Duration::from_secs(flags.settle_seconds) },
+            after_write: None,
         },
         admin_address: Some(flags.admin_address),
         concurrency: flags.concurrency.max(1),

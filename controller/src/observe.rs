@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 
 use crate::api::{
     DESIRED_REPLICAS_ANNOTATION, MANAGED_BY_ANNOTATION, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION,
-    REVISION_HISTORY_ANNOTATION, Rollout, SCALE_DOWN_DEADLINE_ANNOTATION,
+    REVISION_HISTORY_ANNOTATION, Rollout, SCALE_DOWN_DEADLINE_ANNOTATION, TRAFFIC_CHANGED_ANNOTATION,
 };
 use crate::cache::{Key, key_of};
 use crate::cached::{CachedReplicaSet, CachedService};
@@ -123,11 +123,7 @@ pub async fn observe(ctx: &Arc<Context>, rollout: &Rollout, now: Timestamp) -> R
             for key in &refs.virtual_services {
                 let api = Api::<DynamicObject>::namespaced_with(client.clone(), &key.0, &resource);
                 if let Some(vs) = lookup(&ctx.virtual_services, api, key).await? {
-                    let spec = vs.data.get("spec").cloned().unwrap_or_default();
-                    found.insert(
-                        key.clone(),
-                        VirtualServiceView { namespace: key.0.clone(), name: key.1.clone(), spec },
-                    );
+                    found.insert(key.clone(), virtual_service_view(key, &vs));
                 }
             }
             Some(found)
@@ -255,6 +251,18 @@ fn service_view(service: &CachedService) -> ServiceView {
         name: service.name_any(),
         selector: service.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default(),
         managed_by: service.annotations().get(MANAGED_BY_ANNOTATION).cloned(),
+        traffic_changed_at: parse_time(service.annotations().get(TRAFFIC_CHANGED_ANNOTATION)),
+    }
+}
+
+fn virtual_service_view(key: &Key, vs: &DynamicObject) -> VirtualServiceView {
+    VirtualServiceView {
+        namespace: key.0.clone(),
+        name: key.1.clone(),
+        spec: vs.data.get("spec").cloned().unwrap_or_default(),
+        traffic_changed_at: parse_time(vs.annotations().get(TRAFFIC_CHANGED_ANNOTATION)),
+        annotated: vs.metadata.annotations.is_some(),
+        resource_version: vs.metadata.resource_version.clone(),
     }
 }
 

@@ -93,6 +93,22 @@ pub struct Settings {
     /// Manage only Rollouts labelled with this instance id (else only unlabelled ones).
     pub instance_id: Option<String>,
     pub plan: PlanConfig,
+    /// Awaited after each write of a reconcile (tests only).
+    pub after_write: Option<WriteHook>,
+}
+
+/// Awaited after each write a reconcile makes (an action, or `None` for the status), before its
+/// next one. Tests pass one that never finishes and then stop the controller there: a crash
+/// between two writes.
+#[derive(Clone)]
+pub struct WriteHook(pub Arc<AfterWrite>);
+
+pub type AfterWrite = dyn Fn(Option<&plan::Action>) -> futures::future::BoxFuture<'static, ()> + Send + Sync;
+
+impl std::fmt::Debug for WriteHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteHook")
+    }
 }
 
 pub struct Context {

@@ -2,16 +2,21 @@
 //! in parallel without seeing each other's Rollouts.
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
-use rollouts_controller::plan::PlanConfig;
-use rollouts_controller::reconcile::Settings;
+use futures::FutureExt;
+use rollouts_controller::plan::{Action, PlanConfig};
+use rollouts_controller::reconcile::{Settings, WriteHook};
 use rollouts_controller::runtime::{self, Options};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::{TestNamespace, admin_client, admin_config};
+
+/// Which writes a controller crashes after: an action, or `None` for a status write.
+pub type CrashPoint = fn(Option<&Action>) -> bool;
 
 /// Settle gap used by tests: long enough to observe, short enough to be quick.
 pub const TEST_SETTLE: Duration = Duration::from_secs(1);
@@ -30,12 +35,40 @@ fn free_local_port() -> Result<SocketAddr> {
 impl TestNamespace {
     /// Starts a controller that manages only this namespace.
     pub async fn start_controller(&self) -> Result<RunningController> {
+        self.start_controller_with(None).await
+    }
+
+    /// Starts a controller that stops right after the first write `crash_after` accepts (an
+    /// action, or `None` for a status write), as if it crashed there: the receiver fires once it
+    /// has made that write. Drop the controller to finish the crash.
+    pub async fn start_controller_crashing_after(
+        &self,
+        crash_after: CrashPoint,
+    ) -> Result<(RunningController, oneshot::Receiver<()>)> {
+        let (wrote, written) = oneshot::channel();
+        let wrote = Arc::new(Mutex::new(Some(wrote)));
+        let hook = WriteHook(Arc::new(move |write| {
+            let mut not_yet = wrote.lock().unwrap_or_else(|p| p.into_inner());
+            // From the crash on, nothing more is written.
+            if not_yet.is_none() || crash_after(write) {
+                if let Some(wrote) = not_yet.take() {
+                    let _ = wrote.send(());
+                }
+                return futures::future::pending().boxed();
+            }
+            futures::future::ready(()).boxed()
+        }));
+        Ok((self.start_controller_with(Some(hook)).await?, written))
+    }
+
+    async fn start_controller_with(&self, after_write: Option<WriteHook>) -> Result<RunningController> {
         let admin = free_local_port()?;
         let options = Options {
             settings: Settings {
                 namespace: Some(self.name.clone()),
                 instance_id: None,
                 plan: PlanConfig { settle: TEST_SETTLE },
+                after_write,
             },
             admin_address: Some(admin),
             concurrency: 4,

@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
+use e2e::controller::CrashPoint;
 use e2e::rollouts::{phase, status};
 use e2e::{DEFAULT_TIMEOUT, TestNamespace, poll_until, read_repo_file};
 use futures::{StreamExt, TryStreamExt};
@@ -17,6 +18,7 @@ use kube::core::GroupVersionKind;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use rollouts_controller::api::{MANAGED_BY_ANNOTATION, POD_TEMPLATE_HASH_LABEL};
+use rollouts_controller::plan::Action;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
@@ -91,7 +93,8 @@ impl TrafficState {
 /// Watches the VirtualService, the Services and the ReplicaSets, and checks every state the
 /// apiserver shows, recording each distinct one.
 struct Observer {
-    states: Arc<Mutex<Vec<TrafficState>>>,
+    /// Each distinct state, with when the observer saw it.
+    states: Arc<Mutex<Vec<(Instant, TrafficState)>>>,
     task: JoinHandle<Result<()>>,
 }
 
@@ -161,7 +164,7 @@ impl Seen {
 
 impl Observer {
     fn start(ns: &TestNamespace) -> Observer {
-        let states = Arc::new(Mutex::new(Vec::<TrafficState>::new()));
+        let states = Arc::new(Mutex::new(Vec::<(Instant, TrafficState)>::new()));
         let (recorded, client, namespace) = (states.clone(), ns.client.clone(), ns.name.clone());
         let task = tokio::spawn(async move {
             let config = watcher::Config::default;
@@ -183,8 +186,8 @@ impl Observer {
                 if let Err(error) = state.check() {
                     bail!("{error}\nstates seen before:\n{:#?}", *states);
                 }
-                if states.last() != Some(&state) {
-                    states.push(state);
+                if states.last().is_none_or(|(_, last)| *last != state) {
+                    states.push((Instant::now(), state));
                 }
             }
             Ok(())
@@ -194,6 +197,11 @@ impl Observer {
 
     /// Stops observing; fails if any state broke an invariant.
     async fn finish(self) -> Result<Vec<TrafficState>> {
+        Ok(self.finish_timed().await?.into_iter().map(|(_, state)| state).collect())
+    }
+
+    /// Like `finish`, with when each state was seen.
+    async fn finish_timed(self) -> Result<Vec<(Instant, TrafficState)>> {
         if self.task.is_finished() {
             self.task.await??;
             bail!("the observer stopped early");
@@ -489,4 +497,118 @@ async fn wait_released(ns: &TestNamespace) -> Result<()> {
         Ok(released.then_some(()))
     })
     .await
+}
+
+/// The example at a 50% canary pause, with a settle gap of `SETTLE` seconds; no controller runs.
+const SETTLE: u64 = 3;
+
+async fn paused_at_half(ns: &TestNamespace) -> Result<(String, String)> {
+    let controller = ns.start_controller().await?;
+    let rev1 = example_healthy(ns).await?;
+    let canary = json!({"trafficSettleSeconds": SETTLE, "abortScaleDownDelaySeconds": 2,
+                        "steps": [{"setWeight": 50}, {"pause": {}}]});
+    ns.patch_spec(NAME, json!({"spec": {"strategy": {"canary": canary}}})).await?;
+    ns.wait_phase(NAME, "Healthy").await?;
+    set_image(ns, "argoproj/rollouts-demo:yellow").await?;
+    wait_paused_at(ns, 1).await?;
+    wait_traffic(ns, "50% on the canary", |s| s.weights == (50, 50)).await?;
+    controller.stop().await?;
+    let rev2 = status(&ns.rollout(NAME).await?).current_pod_hash.unwrap_or_default();
+    Ok((rev1, rev2))
+}
+
+/// Every write, or only those that move traffic (so the status write recording it is lost).
+const CRASH_POINTS: [(&str, CrashPoint); 2] = [
+    ("every write", |_| true),
+    ("each traffic write", |write| {
+        matches!(write, Some(Action::SetVirtualServiceWeights { .. } | Action::SetServiceSelector { .. }))
+    }),
+];
+
+/// Runs controllers that each crash right after the first write `crash_after` accepts, until
+/// `done`; returns how many crashed.
+async fn crash_until(
+    ns: &TestNamespace,
+    crash_after: CrashPoint,
+    done: impl Fn(&TrafficState, &str) -> bool,
+) -> Result<usize> {
+    let mut crashes = 0;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (controller, mut wrote) = ns.start_controller_crashing_after(crash_after).await?;
+        loop {
+            if done(&traffic_state(ns).await?, &phase(&ns.rollout(NAME).await?)) {
+                drop(controller);
+                return Ok(crashes);
+            }
+            if Instant::now() > deadline {
+                bail!("not done after {crashes} crashes: {:?}\n{}", traffic_state(ns).await?, ns.describe().await);
+            }
+            match tokio::time::timeout(Duration::from_millis(200), &mut wrote).await {
+                Ok(_) => break,
+                Err(_) => continue,
+            }
+        }
+        drop(controller);
+        crashes += 1;
+    }
+}
+
+/// From the first state `from` accepts to the next one `to` accepts.
+fn gap(
+    states: &[(Instant, TrafficState)],
+    from: impl Fn(&TrafficState) -> bool,
+    to: impl Fn(&TrafficState) -> bool,
+) -> Result<Duration> {
+    let Some(start) = states.iter().position(|(_, s)| from(s)) else { bail!("first state not seen: {states:#?}") };
+    let Some(end) = states[start..].iter().position(|(_, s)| to(s)) else {
+        bail!("second state not seen: {states:#?}")
+    };
+    Ok(states[start + end].0.duration_since(states[start].0))
+}
+
+/// The settle gap as the apiserver's watchers see it may fall short of the controller's by the
+/// latency of the write that started it (the time recorded is taken before that write).
+const WRITE_LATENCY: Duration = Duration::from_millis(250);
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn a_promotion_keeps_its_settle_gaps_when_the_controller_dies_after_any_write() -> Result<()> {
+    for (crash_points, crash_after) in CRASH_POINTS {
+        let ns = TestNamespace::new("traffic-crash-promote").await?;
+        let (_, rev2) = paused_at_half(&ns).await?;
+        let observer = Observer::start(&ns);
+        promote(&ns).await?;
+        let on_rev2 = |s: &TrafficState| s.stable_selects.as_deref() == Some(rev2.as_str());
+        let done = |s: &TrafficState, phase: &str| phase == "Healthy" && on_rev2(s) && s.weights == (100, 0);
+        let crashes = crash_until(&ns, crash_after, done).await?;
+        let states = observer.finish_timed().await?;
+        let settle = Duration::from_secs(SETTLE) - WRITE_LATENCY;
+        let switch = gap(&states, |s| s.weights == (0, 100), on_rev2)?;
+        let home = gap(&states, on_rev2, |s| s.weights == (100, 0))?;
+        println!("crash after {crash_points}: {crashes} crashes; gaps {switch:?} and {home:?}");
+        assert!(switch >= settle, "stable Service switched {switch:?} after the weights: {states:#?}");
+        assert!(home >= settle, "weights returned {home:?} after the stable Service switch: {states:#?}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn an_abort_keeps_its_settle_gap_when_the_controller_dies_after_any_write() -> Result<()> {
+    for (crash_points, crash_after) in CRASH_POINTS {
+        let ns = TestNamespace::new("traffic-crash-abort").await?;
+        let (rev1, rev2) = paused_at_half(&ns).await?;
+        let observer = Observer::start(&ns);
+        ns.patch_status(NAME, json!({"status": {"abort": true}})).await?;
+        let canary_home = |s: &TrafficState| s.canary_selects.as_deref() == Some(rev1.as_str());
+        let done = |s: &TrafficState, _: &str| canary_home(s) && s.available.get(&rev2).copied() == Some(0);
+        let crashes = crash_until(&ns, crash_after, done).await?;
+        let states = observer.finish_timed().await?;
+        let back = gap(&states, |s| s.weights == (100, 0), canary_home)?;
+        println!("crash after {crash_points}: {crashes} crashes; gap {back:?}");
+        let settle = Duration::from_secs(SETTLE) - WRITE_LATENCY;
+        assert!(back >= settle, "canary Service went back {back:?} after the weights: {states:#?}");
+    }
+    Ok(())
 }

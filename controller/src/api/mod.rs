@@ -29,6 +29,10 @@ pub const WORKLOAD_GENERATION_ANNOTATION: &str = "rollout.argoproj.io/workload-g
 pub const WORKLOAD_REPLICAS_ANNOTATION: &str = "rollouts.argoproj.io/workload-replicas-before-scale-down";
 /// Shards controllers like upstream's --instance-id.
 pub const INSTANCE_ID_LABEL: &str = "argo-rollouts.argoproj.io/instance-id";
+/// When this controller last moved traffic through the object it is on (a VirtualService's
+/// weights, a Service's selector): written with the change itself, so a controller that restarts
+/// right after a change still waits out the settle gap that follows it.
+pub const TRAFFIC_CHANGED_ANNOTATION: &str = "rollouts.argoproj.io/traffic-changed-at";
 /// Finalizer that restores the workload and Services before a Rollout's pods go away.
 pub const FINALIZER: &str = "rollouts.argoproj.io/cleanup";
 /// Field manager for every write of this controller.

@@ -36,8 +36,8 @@ pub async fn apply(ctx: &Context, observed: &Observed, plan: &Plan) -> Result<Op
                 replicaset::patch(ctx, rollout, name, *replicas, annotations).await
             }
             Action::DeleteReplicaSet { name } => replicaset::delete(ctx, rollout, name).await,
-            Action::SetServiceSelector { service, hash } => {
-                service::set_selector(ctx, rollout, service, hash.as_deref()).await
+            Action::SetServiceSelector { service, hash, changed_at } => {
+                service::set_selector(ctx, rollout, service, hash.as_deref(), *changed_at).await
             }
             Action::SetVirtualServiceWeights { namespace, name, patch, .. } => {
                 istio::set_weights(ctx, namespace, name, patch).await
@@ -50,8 +50,18 @@ pub async fn apply(ctx: &Context, observed: &Observed, plan: &Plan) -> Result<Op
             return Err(error);
         }
         ctx.metrics.wrote(action);
+        after_write(ctx, Some(action)).await;
     }
     let written = rollout::patch_status(ctx, rollout, &plan.status).await?;
+    if written.is_some() {
+        after_write(ctx, None).await;
+    }
     ctx.events.publish(rollout, &plan.events);
     Ok(written)
+}
+
+async fn after_write(ctx: &Context, action: Option<&Action>) {
+    if let Some(hook) = &ctx.settings.after_write {
+        (hook.0)(action).await;
+    }
 }

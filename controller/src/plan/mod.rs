@@ -70,10 +70,12 @@ pub enum Action {
     DeleteReplicaSet {
         name: String,
     },
-    /// Point a Service at a pod-template hash; `None` removes the hash and the managed-by mark.
+    /// Point a Service at a pod-template hash, recording `changed_at` on it; `None` removes the
+    /// hash and this controller's annotations.
     SetServiceSelector {
         service: String,
         hash: Option<String>,
+        changed_at: Timestamp,
     },
     /// A JSON Patch setting route weights on a VirtualService.
     SetVirtualServiceWeights {
@@ -96,7 +98,7 @@ pub enum Action {
 impl Action {
     /// Whether this action points `service` at the pods of `hash`.
     pub fn points_service_at(&self, service: &str, hash: &str) -> bool {
-        matches!(self, Action::SetServiceSelector { service: s, hash: Some(h) } if s == service && h == hash)
+        matches!(self, Action::SetServiceSelector { service: s, hash: Some(h), .. } if s == service && h == hash)
     }
 }
 
@@ -219,7 +221,11 @@ fn finalize(observed: &Observed) -> Plan {
     }
     for service in observed.services.values() {
         if service.managed_by.as_deref() == Some(name) {
-            plan.actions.push(Action::SetServiceSelector { service: service.name.clone(), hash: None });
+            plan.actions.push(Action::SetServiceSelector {
+                service: service.name.clone(),
+                hash: None,
+                changed_at: observed.now,
+            });
         }
     }
     if done {
@@ -417,10 +423,24 @@ impl<'a> Planner<'a> {
         )
     }
 
+    /// The last traffic change: what status says, or what the objects it went through say, as a
+    /// controller may have stopped between that write and the status write.
+    fn last_traffic_change(&self) -> Option<Timestamp> {
+        let recorded = self.next.canary.as_ref().and_then(|c| c.traffic_changed_at.as_ref()).map(|t| t.0);
+        let services = self.valid.services.into_iter().flat_map(|(stable, canary)| [stable, canary]);
+        let on_services = services.filter_map(|name| self.observed.services.get(name)?.traffic_changed_at);
+        let available = self.observed.virtual_services.as_ref();
+        let on_routes = self
+            .valid
+            .virtual_services
+            .iter()
+            .filter_map(|vs| available?.get(&(vs.namespace.clone(), vs.name.clone()))?.traffic_changed_at);
+        recorded.into_iter().chain(on_services).chain(on_routes).max()
+    }
+
     /// True when the last traffic change is at least `settle` old; otherwise waits for it.
     fn traffic_settled(&mut self, next_move: &str) -> bool {
-        let changed_at = self.next.canary.as_ref().and_then(|c| c.traffic_changed_at.as_ref()).map(|t| t.0);
-        let Some(changed_at) = changed_at else {
+        let Some(changed_at) = self.last_traffic_change() else {
             return true;
         };
         let settled_at = later(changed_at, self.settle());
@@ -891,8 +911,11 @@ impl<'a> Planner<'a> {
         if rs.desired_replicas_annotation != Some(self.replicas) {
             annotations.insert(DESIRED_REPLICAS_ANNOTATION.to_string(), Some(self.replicas.to_string()));
         }
-        // New and stable pods serve; a deadline on them is stale (except an aborted canary's).
-        let keep_deadline = self.aborted() && rs.hash == self.hash;
+        // New and stable pods serve; a deadline on them is stale. Except an aborted canary's, and
+        // a stable's whose Service already left it: a promotion whose status is yet to be written.
+        let stable_service_left = rs.hash != self.hash
+            && self.valid.services.is_some_and(|(stable, _)| self.service_hash(stable).is_some_and(|h| h != rs.hash));
+        let keep_deadline = self.aborted() && rs.hash == self.hash || stable_service_left;
         if rs.scale_down_deadline.is_some() && !keep_deadline {
             annotations.insert(SCALE_DOWN_DEADLINE_ANNOTATION.to_string(), None);
         }
@@ -996,7 +1019,11 @@ impl<'a> Planner<'a> {
             return false;
         }
         let from = self.service_hash(service).unwrap_or("").to_string();
-        self.actions.push(Action::SetServiceSelector { service: service.into(), hash: Some(hash.into()) });
+        self.actions.push(Action::SetServiceSelector {
+            service: service.into(),
+            hash: Some(hash.into()),
+            changed_at: self.now,
+        });
         self.event("SwitchService", format!("Switched selector for service '{service}' from '{from}' to '{hash}'"));
         true
     }
@@ -1012,7 +1039,7 @@ impl<'a> Planner<'a> {
             .map(|s| s.name.clone())
             .collect();
         for service in released {
-            self.actions.push(Action::SetServiceSelector { service, hash: None });
+            self.actions.push(Action::SetServiceSelector { service, hash: None, changed_at: self.now });
         }
     }
 
@@ -1131,8 +1158,9 @@ impl<'a> Planner<'a> {
                 let Some(found) = available.get(&(vs.namespace.clone(), vs.name.clone())) else {
                     continue;
                 };
-                let patch = traffic::weight_patch(&found.spec, &vs.routes, stable_service, canary_service, desired);
+                let mut patch = traffic::weight_patch(&found.spec, &vs.routes, stable_service, canary_service, desired);
                 if !patch.is_empty() {
+                    patch.extend(traffic::stamp_patch(found, self.now));
                     changed = true;
                     self.actions.push(Action::SetVirtualServiceWeights {
                         namespace: vs.namespace.clone(),

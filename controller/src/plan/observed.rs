@@ -87,13 +87,20 @@ pub struct ServiceView {
     pub selector: BTreeMap<String, String>,
     /// The Rollout named by the managed-by annotation.
     pub managed_by: Option<String>,
+    /// When this controller last switched its selector (`rollouts.argoproj.io/traffic-changed-at`).
+    pub traffic_changed_at: Option<Timestamp>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct VirtualServiceView {
     pub namespace: String,
     pub name: String,
     pub spec: Value,
+    /// When this controller last set its weights (`rollouts.argoproj.io/traffic-changed-at`).
+    pub traffic_changed_at: Option<Timestamp>,
+    /// Whether it has any annotations: a JSON Patch adds one to the map, or creates the map.
+    pub annotated: bool,
+    pub resource_version: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

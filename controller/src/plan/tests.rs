@@ -4,7 +4,7 @@
 use super::*;
 use crate::api::{
     CanaryStep, CanaryStrategy, IstioTrafficRouting, IstioVirtualService, RolloutPause, RolloutSpec, RolloutStrategy,
-    SetCanaryScale, TrafficRouting, WorkloadRef,
+    SetCanaryScale, TRAFFIC_CHANGED_ANNOTATION, TrafficRouting, WorkloadRef,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use proptest::prelude::*;
@@ -86,7 +86,7 @@ fn with_istio(mut rollout: Rollout) -> Rollout {
 }
 
 fn service(name: &str) -> ServiceView {
-    ServiceView { name: name.into(), selector: [("app".into(), "web".into())].into(), managed_by: None }
+    ServiceView { name: name.into(), selector: [("app".into(), "web".into())].into(), ..Default::default() }
 }
 
 fn virtual_service() -> VirtualServiceView {
@@ -97,6 +97,8 @@ fn virtual_service() -> VirtualServiceView {
             {"destination": {"host": "web-stable"}, "weight": 100},
             {"destination": {"host": "web-canary"}, "weight": 0}
         ]}]}),
+        resource_version: Some("1".into()),
+        ..Default::default()
     }
 }
 
@@ -171,103 +173,117 @@ impl Sim {
     }
 
     pub fn apply(&mut self, plan: &Plan) {
-        let now = self.observed.now;
         for action in &plan.actions {
-            match action {
-                Action::CreateReplicaSet(rs) => {
-                    let hash = rs.metadata.labels.as_ref().unwrap()[POD_TEMPLATE_HASH_LABEL].clone();
-                    let annotations = rs.metadata.annotations.clone().unwrap_or_default();
-                    self.observed.replica_sets.push(ReplicaSetView {
-                        name: rs.metadata.name.clone().unwrap(),
-                        hash,
-                        owned: true,
-                        revision: annotations.get(REVISION_ANNOTATION).and_then(|r| r.parse().ok()),
-                        spec_replicas: rs.spec.as_ref().unwrap().replicas.unwrap(),
-                        desired_replicas_annotation: annotations
-                            .get(DESIRED_REPLICAS_ANNOTATION)
-                            .and_then(|r| r.parse().ok()),
-                        created: Some(now),
-                        status_current: true,
-                        ..Default::default()
-                    });
-                }
-                Action::PatchReplicaSet { name, replicas, annotations } => {
-                    let rs =
-                        self.observed.replica_sets.iter_mut().find(|rs| &rs.name == name).expect("patched RS exists");
-                    if let Some(replicas) = replicas {
-                        assert!(*replicas >= 0, "negative replicas for {name}");
-                        rs.spec_replicas = *replicas;
-                    }
-                    for (key, value) in annotations {
-                        match key.as_str() {
-                            DESIRED_REPLICAS_ANNOTATION => {
-                                rs.desired_replicas_annotation = value.as_ref().map(|v| v.parse().unwrap())
-                            }
-                            SCALE_DOWN_DEADLINE_ANNOTATION => {
-                                rs.scale_down_deadline = value.as_ref().map(|v| v.parse().unwrap())
-                            }
-                            REVISION_ANNOTATION => rs.revision = value.as_ref().map(|v| v.parse().unwrap()),
-                            REVISION_HISTORY_ANNOTATION => rs.revision_history = value.clone(),
-                            _ => {}
-                        }
-                    }
-                }
-                Action::DeleteReplicaSet { name } => self.observed.replica_sets.retain(|rs| &rs.name != name),
-                Action::SetServiceSelector { service, hash } => {
-                    let rollout = self.observed.rollout.metadata.name.clone();
-                    let svc = self.observed.services.get_mut(service).expect("service exists");
-                    match hash {
-                        Some(hash) => {
-                            svc.selector.insert(POD_TEMPLATE_HASH_LABEL.into(), hash.clone());
-                            svc.managed_by = rollout;
-                        }
-                        None => {
-                            svc.selector.remove(POD_TEMPLATE_HASH_LABEL);
-                            svc.managed_by = None;
-                        }
-                    }
-                }
-                Action::SetVirtualServiceWeights { namespace, name, patch, .. } => {
-                    let vs = self
-                        .observed
-                        .virtual_services
-                        .as_mut()
-                        .unwrap()
-                        .get_mut(&(namespace.clone(), name.clone()))
-                        .unwrap();
-                    let mut object = json!({"spec": vs.spec.clone()});
-                    let patch: json_patch::Patch =
-                        serde_json::from_value(serde_json::Value::Array(patch.clone())).unwrap();
-                    json_patch::patch(&mut object, &patch).expect("weight patch applies");
-                    vs.spec = object["spec"].clone();
-                }
-                Action::ScaleWorkload { replicas, .. } => {
-                    let workload = self.observed.workload.as_mut().expect("workload exists");
-                    workload.deployment_replicas = Some(*replicas);
-                    workload.deployment_available = *replicas;
-                }
-                Action::AddFinalizer => {
-                    self.observed.rollout.metadata.finalizers.get_or_insert_with(Vec::new).push(FINALIZER.into())
-                }
-                Action::RemoveFinalizer => self.observed.rollout.metadata.finalizers = None,
-                Action::DefaultReplicas => self.observed.rollout.spec.replicas = Some(1),
-                Action::AdoptReplicaSet { name } => {
-                    self.observed.replica_sets.iter_mut().filter(|rs| &rs.name == name).for_each(|rs| rs.owned = true)
-                }
-                Action::AnnotateRollout { annotations } => {
-                    let current = self.observed.rollout.metadata.annotations.get_or_insert_with(BTreeMap::new);
-                    for (key, value) in annotations {
-                        match value {
-                            Some(value) => current.insert(key.clone(), value.clone()),
-                            None => current.remove(key),
-                        };
-                    }
-                }
-                Action::EvictPod { .. } => {}
-            }
+            self.apply_action(action);
         }
         self.observed.rollout.status = Some(plan.status.clone());
         self.catch_up();
+    }
+
+    /// One write, as the apiserver would take it.
+    pub fn apply_action(&mut self, action: &Action) {
+        let now = self.observed.now;
+        match action {
+            Action::CreateReplicaSet(rs) => {
+                let hash = rs.metadata.labels.as_ref().unwrap()[POD_TEMPLATE_HASH_LABEL].clone();
+                let annotations = rs.metadata.annotations.clone().unwrap_or_default();
+                self.observed.replica_sets.push(ReplicaSetView {
+                    name: rs.metadata.name.clone().unwrap(),
+                    hash,
+                    owned: true,
+                    revision: annotations.get(REVISION_ANNOTATION).and_then(|r| r.parse().ok()),
+                    spec_replicas: rs.spec.as_ref().unwrap().replicas.unwrap(),
+                    desired_replicas_annotation: annotations
+                        .get(DESIRED_REPLICAS_ANNOTATION)
+                        .and_then(|r| r.parse().ok()),
+                    created: Some(now),
+                    status_current: true,
+                    ..Default::default()
+                });
+            }
+            Action::PatchReplicaSet { name, replicas, annotations } => {
+                let rs = self.observed.replica_sets.iter_mut().find(|rs| &rs.name == name).expect("patched RS exists");
+                if let Some(replicas) = replicas {
+                    assert!(*replicas >= 0, "negative replicas for {name}");
+                    rs.spec_replicas = *replicas;
+                }
+                for (key, value) in annotations {
+                    match key.as_str() {
+                        DESIRED_REPLICAS_ANNOTATION => {
+                            rs.desired_replicas_annotation = value.as_ref().map(|v| v.parse().unwrap())
+                        }
+                        SCALE_DOWN_DEADLINE_ANNOTATION => {
+                            rs.scale_down_deadline = value.as_ref().map(|v| v.parse().unwrap())
+                        }
+                        REVISION_ANNOTATION => rs.revision = value.as_ref().map(|v| v.parse().unwrap()),
+                        REVISION_HISTORY_ANNOTATION => rs.revision_history = value.clone(),
+                        _ => {}
+                    }
+                }
+            }
+            Action::DeleteReplicaSet { name } => self.observed.replica_sets.retain(|rs| &rs.name != name),
+            Action::SetServiceSelector { service, hash, changed_at } => {
+                let rollout = self.observed.rollout.metadata.name.clone();
+                let svc = self.observed.services.get_mut(service).expect("service exists");
+                match hash {
+                    Some(hash) => {
+                        svc.selector.insert(POD_TEMPLATE_HASH_LABEL.into(), hash.clone());
+                        svc.managed_by = rollout;
+                        svc.traffic_changed_at = Some(*changed_at);
+                    }
+                    None => {
+                        svc.selector.remove(POD_TEMPLATE_HASH_LABEL);
+                        svc.managed_by = None;
+                        svc.traffic_changed_at = None;
+                    }
+                }
+            }
+            Action::SetVirtualServiceWeights { namespace, name, patch, .. } => {
+                let vs = self
+                    .observed
+                    .virtual_services
+                    .as_mut()
+                    .unwrap()
+                    .get_mut(&(namespace.clone(), name.clone()))
+                    .unwrap();
+                let mut object = json!({"metadata": {"resourceVersion": vs.resource_version}, "spec": vs.spec});
+                if vs.annotated {
+                    let changed_at = vs.traffic_changed_at.map(|t| t.to_string());
+                    object["metadata"]["annotations"] = json!({TRAFFIC_CHANGED_ANNOTATION: changed_at});
+                }
+                let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(patch.clone())).unwrap();
+                json_patch::patch(&mut object, &patch).expect("weight patch applies");
+                vs.spec = object["spec"].clone();
+                let changed_at = &object["metadata"]["annotations"][TRAFFIC_CHANGED_ANNOTATION];
+                vs.traffic_changed_at = changed_at.as_str().map(|t| t.parse().unwrap());
+                vs.annotated = true;
+                let version: u64 = vs.resource_version.as_deref().unwrap_or("0").parse().unwrap();
+                vs.resource_version = Some((version + 1).to_string());
+            }
+            Action::ScaleWorkload { replicas, .. } => {
+                let workload = self.observed.workload.as_mut().expect("workload exists");
+                workload.deployment_replicas = Some(*replicas);
+                workload.deployment_available = *replicas;
+            }
+            Action::AddFinalizer => {
+                self.observed.rollout.metadata.finalizers.get_or_insert_with(Vec::new).push(FINALIZER.into())
+            }
+            Action::RemoveFinalizer => self.observed.rollout.metadata.finalizers = None,
+            Action::DefaultReplicas => self.observed.rollout.spec.replicas = Some(1),
+            Action::AdoptReplicaSet { name } => {
+                self.observed.replica_sets.iter_mut().filter(|rs| &rs.name == name).for_each(|rs| rs.owned = true)
+            }
+            Action::AnnotateRollout { annotations } => {
+                let current = self.observed.rollout.metadata.annotations.get_or_insert_with(BTreeMap::new);
+                for (key, value) in annotations {
+                    match value {
+                        Some(value) => current.insert(key.clone(), value.clone()),
+                        None => current.remove(key),
+                    };
+                }
+            }
+            Action::EvictPod { .. } => {}
+        }
     }
 
     /// The ReplicaSet controller and kubelets do their part.
@@ -1089,4 +1105,89 @@ fn scale_down_keeps_the_deployment_at_zero_at_every_step() {
         sim.settle();
         assert_eq!(deployment(&sim), Some(0), "{mode}: undone at the pause of a later revision");
     }
+}
+
+/// Runs controllers that each make one write and crash, `restart` apart, until `done`; returns
+/// the traffic (weights, stable and canary selectors) after each write with its time.
+fn crash_after_every_write(
+    sim: &mut Sim,
+    restart: SignedDuration,
+    done: impl Fn(&Sim) -> bool,
+) -> Vec<(Timestamp, TrafficSeen)> {
+    let mut seen = vec![(sim.observed.now, TrafficSeen::of(sim))];
+    for _ in 0..400 {
+        if done(sim) {
+            return seen;
+        }
+        sim.catch_up();
+        let plan = plan(&sim.observed);
+        match plan.actions.first() {
+            Some(first) => sim.apply_action(first),
+            None => sim.observed.rollout.status = Some(plan.status.clone()),
+        }
+        let traffic = TrafficSeen::of(sim);
+        if seen.last().is_none_or(|(_, last)| *last != traffic) {
+            seen.push((sim.observed.now, traffic));
+        }
+        sim.observed.now += restart;
+    }
+    panic!("not done after 400 writes: {:#?}", sim.status());
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct TrafficSeen {
+    weights: (i64, i64),
+    stable: Option<String>,
+    canary: Option<String>,
+}
+
+impl TrafficSeen {
+    fn of(sim: &Sim) -> Self {
+        TrafficSeen {
+            weights: sim.vs_weights(),
+            stable: sim.selector("web-stable"),
+            canary: sim.selector("web-canary"),
+        }
+    }
+}
+
+/// Time from the first state that `from` accepts to the next one that `to` accepts.
+fn gap(
+    seen: &[(Timestamp, TrafficSeen)],
+    from: impl Fn(&TrafficSeen) -> bool,
+    to: impl Fn(&TrafficSeen) -> bool,
+) -> SignedDuration {
+    let start = seen.iter().position(|(_, t)| from(t)).expect("the first state was seen");
+    let end = start + seen[start..].iter().position(|(_, t)| to(t)).expect("the second state was seen");
+    seen[end].0.duration_since(seen[start].0)
+}
+
+#[test]
+fn every_settle_gap_survives_a_crash_after_any_write() {
+    let settle = SignedDuration::from_secs(2);
+    let restart = SignedDuration::from_millis(500);
+    let (v1, v2) = (hash_of("v1"), hash_of("v2"));
+
+    // Promotion: weight 100 to the canary, settle, stable Service to v2, settle, weights home.
+    let mut sim = Sim::new(observed(with_istio(rollout(4, vec![set_weight(50), pause(None)]))));
+    sim.settle();
+    sim.update_template("v2");
+    sim.settle();
+    sim.set_status(|s| s.pause_conditions = None);
+    let seen = crash_after_every_write(&mut sim, restart, |sim| phase(sim) == "Healthy");
+    let switch = gap(&seen, |t| t.weights == (0, 100), |t| t.stable.as_deref() == Some(v2.as_str()));
+    assert!(switch >= settle, "stable Service switched {switch} after the canary got all traffic: {seen:#?}");
+    let home = gap(&seen, |t| t.stable.as_deref() == Some(v2.as_str()), |t| t.weights == (100, 0));
+    assert!(home >= settle, "weights returned {home} after the stable Service switch: {seen:#?}");
+
+    // Abort: weight back to stable, settle, canary Service back to the stable pods.
+    let mut sim = Sim::new(observed(with_istio(rollout(4, vec![set_weight(50), pause(None)]))));
+    sim.settle();
+    sim.update_template("v2");
+    sim.settle();
+    sim.set_status(|s| s.abort = Some(true));
+    let seen =
+        crash_after_every_write(&mut sim, restart, |sim| sim.selector("web-canary").as_deref() == Some(v1.as_str()));
+    let back = gap(&seen, |t| t.weights == (100, 0), |t| t.canary.as_deref() == Some(v1.as_str()));
+    assert!(back >= settle, "canary Service went back {back} after the weights: {seen:#?}");
 }

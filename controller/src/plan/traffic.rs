@@ -1,9 +1,11 @@
 //! Istio VirtualService weights: which routes a Rollout manages, what weights they hold, and the
 //! JSON Patch that sets new ones. Works on the VirtualService as JSON (no typed Istio crate).
 
+use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::api::IstioVirtualService;
+use super::VirtualServiceView;
+use crate::api::{IstioVirtualService, TRAFFIC_CHANGED_ANNOTATION};
 
 /// Namespace and name of a VirtualService reference: `name` (the Rollout's namespace) or
 /// `name.namespace`, optionally followed by `.svc.cluster.local`.
@@ -195,6 +197,21 @@ pub fn weight_patch(spec: &Value, routes: &[RouteRef], stable: &str, canary: &st
     operations
 }
 
+/// JSON Patch operations that record `at` in the VirtualService's traffic-changed annotation, in
+/// the same write as the weights. Without annotations the map is created, guarded by the
+/// resourceVersion so annotations added meanwhile are not replaced.
+pub fn stamp_patch(vs: &VirtualServiceView, at: Timestamp) -> Vec<Value> {
+    let value = at.to_string();
+    if vs.annotated {
+        let key = TRAFFIC_CHANGED_ANNOTATION.replace('~', "~0").replace('/', "~1");
+        return vec![json!({"op": "add", "path": format!("/metadata/annotations/{key}"), "value": value})];
+    }
+    vec![
+        json!({"op": "test", "path": "/metadata/resourceVersion", "value": vs.resource_version}),
+        json!({"op": "add", "path": "/metadata/annotations", "value": {TRAFFIC_CHANGED_ANNOTATION: value}}),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,6 +313,27 @@ mod tests {
             .unwrap();
         assert_eq!(canary_weights(&object["spec"], &primary, "canary-svc"), vec![10]);
         assert_eq!(object["spec"]["http"][1], spec["http"][1]);
+    }
+
+    #[test]
+    fn the_change_time_rides_in_the_weight_patch_with_or_without_annotations() {
+        let at: Timestamp = "2026-12-02T10:00:00.25Z".parse().unwrap();
+        for annotated in [false, true] {
+            let mut object = json!({"metadata": {"resourceVersion": "7"}, "spec": {}});
+            if annotated {
+                object["metadata"]["annotations"] = json!({"team": "shop"});
+            }
+            let vs = VirtualServiceView { annotated, resource_version: Some("7".into()), ..Default::default() };
+            let patch = serde_json::from_value::<json_patch::Patch>(Value::Array(stamp_patch(&vs, at))).unwrap();
+            json_patch::patch(&mut object, &patch).unwrap();
+            assert_eq!(object["metadata"]["annotations"][TRAFFIC_CHANGED_ANNOTATION], json!("2026-12-02T10:00:00.25Z"));
+            assert_eq!(object["metadata"]["annotations"]["team"].is_string(), annotated, "others are kept");
+        }
+        // Annotations added since the object was read make the patch fail instead of being lost.
+        let vs = VirtualServiceView { resource_version: Some("7".into()), ..Default::default() };
+        let mut newer = json!({"metadata": {"resourceVersion": "8", "annotations": {"team": "shop"}}});
+        let patch = serde_json::from_value::<json_patch::Patch>(Value::Array(stamp_patch(&vs, at))).unwrap();
+        assert!(json_patch::patch(&mut newer, &patch).is_err());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use kube::{Client, Resource, ResourceExt, discovery};
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 
-use crate::api::{INSTANCE_ID_LABEL, POD_TEMPLATE_HASH_LABEL, Rollout};
+use crate::api::{INSTANCE_ID_LABEL, POD_TEMPLATE_HASH_LABEL, Rollout, TRAFFIC_CHANGED_ANNOTATION};
 use crate::cache::{Key, key_of};
 use crate::cached::{CachedReplicaSet, CachedService};
 use crate::observe;
@@ -268,10 +268,13 @@ fn strip_deployment(deployment: &mut Deployment) {
     }
 }
 
-/// Of a referenced VirtualService only the spec matters.
+/// Of a referenced VirtualService only the spec matters, and of its annotations only ours and
+/// whether there are any (weight patches add to the map or create it).
 fn strip_virtual_service(vs: &mut DynamicObject) {
     strip_managed_fields(vs);
-    vs.metadata.annotations = None;
+    if let Some(annotations) = vs.metadata.annotations.as_mut() {
+        annotations.retain(|key, _| key == TRAFFIC_CHANGED_ANNOTATION);
+    }
     if let Some(data) = vs.data.as_object_mut() {
         data.remove("status");
     }
