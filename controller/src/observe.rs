@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, PodTemplate};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DynamicObject, ListParams};
@@ -18,7 +18,9 @@ use crate::api::{
 };
 use crate::cache::{Key, key_of};
 use crate::cached::{CachedReplicaSet, CachedService};
-use crate::plan::{self, Observed, PodView, ReplicaSetView, ServiceView, VirtualServiceView, Workload, traffic};
+use crate::plan::{
+    self, Observed, PodView, RecordedTemplate, ReplicaSetView, ServiceView, VirtualServiceView, Workload, traffic,
+};
 use crate::reconcile::{Context, Error, Watched};
 
 /// Index value of ReplicaSets without a controller: `orphan/<namespace>`.
@@ -158,6 +160,16 @@ pub async fn observe(ctx: &Arc<Context>, rollout: &Rollout, now: Timestamp) -> R
         Vec::new()
     };
 
+    // Read only when the stable ReplicaSet is gone, so the plan can create it again.
+    let stable_template = match missing_stable(rollout, &replica_sets) {
+        Some(name) => Api::<ControllerRevision>::namespaced(client.clone(), &namespace)
+            .get_opt(&name)
+            .await?
+            .filter(|record| record.owner_references().iter().any(|o| o.uid == uid))
+            .and_then(|record| recorded(&record)),
+        None => None,
+    };
+
     Ok(Observed {
         rollout: rollout.clone(),
         workload,
@@ -165,9 +177,22 @@ pub async fn observe(ctx: &Arc<Context>, rollout: &Rollout, now: Timestamp) -> R
         services,
         virtual_services,
         pods,
+        stable_template,
         now,
         config: ctx.settings.plan,
     })
+}
+
+/// The name of the stable ReplicaSet when it is gone (someone deleted it).
+fn missing_stable(rollout: &Rollout, replica_sets: &[ReplicaSetView]) -> Option<String> {
+    let stable = rollout.status.as_ref()?.stable_rs.as_deref()?;
+    let present = replica_sets.iter().any(|rs| rs.hash == stable && !rs.deleting);
+    (!present).then(|| format!("{}-{stable}", rollout.name_any()))
+}
+
+fn recorded(record: &ControllerRevision) -> Option<RecordedTemplate> {
+    let template = serde_json::from_value(record.data.as_ref()?.0.clone()).ok()?;
+    Some(RecordedTemplate { template, revision: u64::try_from(record.revision).ok()? })
 }
 
 async fn observe_workload(ctx: &Arc<Context>, rollout: &Rollout) -> Result<Option<Workload>, Error> {

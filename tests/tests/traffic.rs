@@ -69,21 +69,32 @@ async fn traffic_state(ns: &TestNamespace) -> Result<TrafficState> {
 }
 
 impl TrafficState {
-    /// No Service selects pods that aren't available, and no weight reaches such a Service.
-    fn check(&self) -> Result<()> {
-        let serving = |hash: &Option<String>| hash.as_ref().and_then(|h| self.available.get(h)).copied().unwrap_or(0);
+    /// Each Service with its weight and the available pods it selects.
+    fn services(&self) -> [(&'static str, i64, i32); 2] {
+        // A Service without a hash selects every pod of the app.
+        let serving = |hash: &Option<String>| match hash {
+            Some(hash) => self.available.get(hash).copied().unwrap_or(0),
+            None => self.available.values().sum(),
+        };
         let (stable_weight, canary_weight) = self.weights;
-        for (service, hash, weight) in
-            [("stable", &self.stable_selects, stable_weight), ("canary", &self.canary_selects, canary_weight)]
-        {
-            if hash.is_some() && serving(hash) == 0 {
-                bail!("the {service} Service selects {hash:?}, which has no available pods: {self:?}");
-            }
-            if weight > 0 && hash.is_some() && serving(hash) == 0 {
-                bail!("weight {weight} goes to the {service} Service with no available pods: {self:?}");
-            }
+        [
+            ("stable", stable_weight, serving(&self.stable_selects)),
+            ("canary", canary_weight, serving(&self.canary_selects)),
+        ]
+    }
+
+    /// The Service that receives weight but selects no available pods, if any.
+    fn unserved_weight(&self) -> Option<&'static str> {
+        self.services().into_iter().find(|(_, weight, pods)| *weight > 0 && *pods == 0).map(|(service, _, _)| service)
+    }
+
+    /// No Service selects pods that aren't available (so no weight reaches such a Service), and
+    /// the weights add up.
+    fn check(&self) -> Result<()> {
+        if let Some((service, _, _)) = self.services().into_iter().find(|(_, _, pods)| *pods == 0) {
+            bail!("the {service} Service selects no available pods: {self:?}");
         }
-        if stable_weight + canary_weight != 100 {
+        if self.weights.0 + self.weights.1 != 100 {
             bail!("weights don't add up to 100: {self:?}");
         }
         Ok(())
@@ -112,6 +123,8 @@ enum Change {
     VirtualService(Box<DynamicObject>),
     Service(Box<Service>),
     ReplicaSet(Box<ReplicaSet>),
+    /// An object was deleted: its kind's wrapper, holding its last state.
+    Deleted(Box<Change>),
     /// One watch's first list is complete.
     Listed,
 }
@@ -129,6 +142,7 @@ where
         .try_filter_map(move |event| async move {
             Ok(match event {
                 watcher::Event::Apply(object) | watcher::Event::InitApply(object) => Some(wrap(object)),
+                watcher::Event::Delete(object) => Some(Change::Deleted(Box::new(wrap(object)))),
                 watcher::Event::InitDone => Some(Change::Listed),
                 _ => None,
             })
@@ -147,6 +161,12 @@ impl Seen {
             Change::ReplicaSet(rs) => {
                 self.replica_sets.insert(rs.name_any(), *rs);
             }
+            Change::Deleted(change) => match *change {
+                Change::ReplicaSet(rs) => drop(self.replica_sets.remove(&rs.name_any())),
+                Change::Service(service) => drop(self.services.remove(&service.name_any())),
+                Change::VirtualService(_) => self.virtual_service = None,
+                Change::Deleted(_) | Change::Listed => {}
+            },
         }
     }
 
@@ -163,7 +183,17 @@ impl Seen {
 }
 
 impl Observer {
+    /// Fails at the first state that breaks an invariant.
     fn start(ns: &TestNamespace) -> Observer {
+        Self::watch(ns, true)
+    }
+
+    /// Records every state, broken or not.
+    fn record(ns: &TestNamespace) -> Observer {
+        Self::watch(ns, false)
+    }
+
+    fn watch(ns: &TestNamespace, strict: bool) -> Observer {
         let states = Arc::new(Mutex::new(Vec::<(Instant, TrafficState)>::new()));
         let (recorded, client, namespace) = (states.clone(), ns.client.clone(), ns.name.clone());
         let task = tokio::spawn(async move {
@@ -183,7 +213,7 @@ impl Observer {
                 seen.apply(change);
                 let Some(state) = seen.state() else { continue };
                 let mut states = recorded.lock().expect("observer lock");
-                if let Err(error) = state.check() {
+                if let (true, Err(error)) = (strict, state.check()) {
                     bail!("{error}\nstates seen before:\n{:#?}", *states);
                 }
                 if states.last().is_none_or(|(_, last)| *last != state) {
@@ -610,5 +640,116 @@ async fn an_abort_keeps_its_settle_gap_when_the_controller_dies_after_any_write(
         let settle = Duration::from_secs(SETTLE) - WRITE_LATENCY;
         assert!(back >= settle, "canary Service went back {back:?} after the weights: {states:#?}");
     }
+    Ok(())
+}
+
+/// What an adversary does to the objects a Rollout manages.
+#[derive(Clone, Copy, Debug)]
+enum Tamper {
+    StableSelector,
+    CanarySelector,
+    Weights,
+    DeleteStableReplicaSet,
+    ScaleDeployment,
+}
+
+const TAMPERING: [Tamper; 5] = [
+    Tamper::StableSelector,
+    Tamper::CanarySelector,
+    Tamper::Weights,
+    Tamper::DeleteStableReplicaSet,
+    Tamper::ScaleDeployment,
+];
+
+async fn tamper(ns: &TestNamespace, what: Tamper) -> Result<()> {
+    let services = ns.api::<Service>();
+    let nowhere = Patch::Merge(json!({"spec": {"selector": {POD_TEMPLATE_HASH_LABEL: "nowhere"}}}));
+    match what {
+        Tamper::StableSelector => drop(services.patch("istio-demo-stable", &PatchParams::default(), &nowhere).await?),
+        Tamper::CanarySelector => drop(services.patch("istio-demo-canary", &PatchParams::default(), &nowhere).await?),
+        Tamper::Weights => {
+            ns.apply(&example_virtual_service().replace("weight: 100", "weight: 50").replace("weight: 0", "weight: 50"))
+                .await?
+        }
+        Tamper::DeleteStableReplicaSet => {
+            let stable = status(&ns.rollout(NAME).await?).stable_rs.unwrap_or_default();
+            ns.api::<ReplicaSet>().delete(&format!("{NAME}-{stable}"), &DeleteParams::background()).await?;
+        }
+        Tamper::ScaleDeployment => {
+            let patch = Patch::Merge(json!({"spec": {"replicas": 3}}));
+            ns.api::<Deployment>().patch(NAME, &PatchParams::default(), &patch).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The longest a Service received weight while it selected no available pods; fails if one
+/// still does at the end.
+fn longest_unserved(states: &[(Instant, TrafficState)]) -> Result<Duration> {
+    let mut longest = Duration::ZERO;
+    let mut since: Option<Instant> = None;
+    for (at, state) in states {
+        match (state.unserved_weight(), since) {
+            (Some(_), None) => since = Some(*at),
+            (None, Some(start)) => {
+                longest = longest.max(at.duration_since(start));
+                since = None;
+            }
+            _ => {}
+        }
+    }
+    if since.is_some() {
+        bail!("a Service still receives weight without available pods: {:?}", states.last());
+    }
+    Ok(longest)
+}
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn tampered_objects_are_repaired_and_the_rollout_completes() -> Result<()> {
+    let ns = TestNamespace::new("traffic-tamper").await?;
+    let _controller = ns.start_controller().await?;
+    let rev1 = example_healthy(&ns).await?;
+    let canary = json!({"steps": [{"setWeight": 10}, {"pause": {}}, {"setWeight": 50}, {"pause": {"duration": "3s"}}]});
+    ns.patch_spec(NAME, json!({"spec": {"strategy": {"canary": canary}}})).await?;
+    ns.wait_phase(NAME, "Healthy").await?;
+    set_image(&ns, "argoproj/rollouts-demo:yellow").await?;
+    wait_paused_at(&ns, 1).await?;
+    let rev2 = status(&ns.rollout(NAME).await?).current_pod_hash.unwrap_or_default();
+    let deployment_replicas =
+        || async { Ok::<_, anyhow::Error>(ns.api::<Deployment>().get(NAME).await?.spec.and_then(|s| s.replicas)) };
+    let observer = Observer::record(&ns);
+
+    // While paused: each change is put right.
+    for what in TAMPERING {
+        tamper(&ns, what).await?;
+        let repaired = |s: &TrafficState| {
+            s.weights == (90, 10)
+                && s.stable_selects.as_deref() == Some(rev1.as_str())
+                && s.canary_selects.as_deref() == Some(rev2.as_str())
+                && s.available.get(&rev1) == Some(&3)
+        };
+        wait_traffic(&ns, &format!("{what:?} repaired"), repaired).await?;
+        poll_until(DEFAULT_TIMEOUT, || async { Ok((deployment_replicas().await? == Some(0)).then_some(())) })
+            .await
+            .map_err(|e| e.context(format!("the Deployment scaled down again after {what:?}")))?;
+    }
+    // While it moves: the same, one after another without waiting.
+    promote(&ns).await?;
+    for what in TAMPERING {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        tamper(&ns, what).await?;
+    }
+    let healthy = ns.wait_phase(NAME, "Healthy").await?;
+    assert_eq!(status(&healthy).stable_rs.as_deref(), Some(rev2.as_str()));
+    let done = wait_traffic(&ns, "all traffic on the new stable", |s| {
+        s.weights == (100, 0) && s.stable_selects.as_deref() == Some(rev2.as_str())
+    })
+    .await?;
+    assert_eq!(done.canary_selects.as_deref(), Some(rev2.as_str()));
+    let states = observer.finish_timed().await?;
+    let longest = longest_unserved(&states)?;
+    println!("longest time a Service had weight but no available pods: {longest:?}");
+    assert!(longest < Duration::from_secs(10), "repairs took {longest:?}: {states:#?}");
     Ok(())
 }

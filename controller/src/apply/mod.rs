@@ -5,6 +5,7 @@ pub mod events;
 mod istio;
 mod pods;
 mod replicaset;
+mod revision;
 mod rollout;
 mod service;
 mod workload;
@@ -31,6 +32,8 @@ pub async fn apply(ctx: &Context, observed: &Observed, plan: &Plan) -> Result<Op
             Action::RemoveFinalizer => rollout::remove_finalizer(ctx, rollout).await,
             Action::AnnotateRollout { annotations } => rollout::annotate(ctx, rollout, annotations).await,
             Action::CreateReplicaSet(rs) => replicaset::create(ctx, rollout, rs).await,
+            Action::RecordTemplate(record) => revision::record(ctx, rollout, record).await,
+            Action::DeleteTemplateRecord { name } => revision::delete(ctx, rollout, name).await,
             Action::AdoptReplicaSet { name } => replicaset::adopt(ctx, rollout, name).await,
             Action::PatchReplicaSet { name, replicas, annotations } => {
                 replicaset::patch(ctx, rollout, name, *replicas, annotations).await

@@ -13,12 +13,15 @@ mod validate;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
+use k8s_openapi::api::apps::v1::{ControllerRevision, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, MicroTime, ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-pub use observed::{Observed, PlanConfig, PodView, ReplicaSetView, ServiceView, VirtualServiceView, Workload};
+pub use observed::{
+    Observed, PlanConfig, PodView, RecordedTemplate, ReplicaSetView, ServiceView, VirtualServiceView, Workload,
+};
 pub use validate::ManagedVirtualService;
 
 use crate::api::{
@@ -57,6 +60,13 @@ pub enum Action {
         annotations: BTreeMap<String, Option<String>>,
     },
     CreateReplicaSet(Box<ReplicaSet>),
+    /// Record a revision's pod template before its ReplicaSet is created (kept as a
+    /// ControllerRevision owned by the Rollout, named like the ReplicaSet).
+    RecordTemplate(Box<ControllerRevision>),
+    /// Delete the record of a revision whose ReplicaSet is deleted.
+    DeleteTemplateRecord {
+        name: String,
+    },
     /// Take an orphan ReplicaSet the selector matches.
     AdoptReplicaSet {
         name: String,
@@ -257,6 +267,8 @@ struct Planner<'a> {
     /// Desired `spec.replicas` of the ReplicaSets this plan sizes, by name.
     sizes: BTreeMap<String, i32>,
     created_rs: bool,
+    /// The stable ReplicaSet was deleted by someone: everything holds until it is back.
+    stable_missing: bool,
     pause_expired_at: Option<Timestamp>,
     /// The canary weight this plan writes to the VirtualServices, if it changes them.
     written_weight: Option<i32>,
@@ -287,6 +299,7 @@ impl<'a> Planner<'a> {
             notice: None,
             sizes: BTreeMap::new(),
             created_rs: false,
+            stable_missing: false,
             pause_expired_at: None,
             written_weight: None,
         }
@@ -302,6 +315,7 @@ impl<'a> Planner<'a> {
         self.initial_deploy();
         self.abort_and_retry();
         self.full_promotion();
+        self.recreate_stable();
         self.advance_step();
         self.size_replica_sets();
         self.route_services();
@@ -589,7 +603,47 @@ impl<'a> Planner<'a> {
 
     /// Steps do not move while aborted, promoted, finished, paused by a person or rescaling.
     fn steps_held(&self) -> bool {
-        self.aborted() || self.promoted() || self.at_end() || self.paused_by_user() || self.scaling_event()
+        self.aborted()
+            || self.promoted()
+            || self.at_end()
+            || self.paused_by_user()
+            || self.scaling_event()
+            || self.stable_missing
+    }
+
+    /// The stable ReplicaSet deleted by hand (or by a mistaken cleanup) is created again from its
+    /// recorded template, at full size; until it is back, steps, sizes and weights hold.
+    fn recreate_stable(&mut self) {
+        let Some(stable) = self.stable_hash().filter(|h| *h != self.hash).map(str::to_owned) else {
+            return;
+        };
+        if self.rs_by_hash(&stable).is_some() {
+            return;
+        }
+        self.stable_missing = true;
+        let name = format!("{}-{stable}", self.name());
+        let Some(record) = &self.observed.stable_template else {
+            self.wait(format!(
+                "stable ReplicaSet {name} was deleted and its pod template was not recorded; restore it, or promote the canary in full"
+            ));
+            return;
+        };
+        let rs = new_replica_set(
+            &self.observed.rollout,
+            &record.template,
+            &self.valid.selector,
+            &stable,
+            record.revision,
+            self.replicas,
+            self.replicas,
+        );
+        self.actions.push(Action::CreateReplicaSet(Box::new(rs)));
+        self.events.push(Event {
+            warning: true,
+            reason: "ReplicaSetRecreated",
+            message: format!("Created the stable ReplicaSet {name} again: it was deleted"),
+        });
+        self.wait(format!("waiting for stable ReplicaSet {name}, created again after it was deleted"));
     }
 
     /// Completes the current step if it is done. Before the writes are planned, so a pause that
@@ -780,6 +834,10 @@ impl<'a> Planner<'a> {
     }
 
     fn unheld_targets(&self) -> (i32, i32) {
+        // The canary is not grown to stand in for a deleted stable, unless a full promotion asks.
+        if self.stable_missing && self.next.promote_full != Some(true) {
+            return (self.new_rs.map_or(0, |rs| rs.spec_replicas), self.replicas);
+        }
         let Some(stable) = self.stable_rs() else {
             return (self.replicas, 0);
         };
@@ -973,6 +1031,8 @@ impl<'a> Planner<'a> {
             self.replicas,
         );
         let name = rs.metadata.name.clone().unwrap_or_default();
+        let record = template_record(&self.observed.rollout, &self.valid.template, &self.hash, revision);
+        self.actions.push(Action::RecordTemplate(Box::new(record)));
         self.actions.push(Action::CreateReplicaSet(Box::new(rs)));
         self.event("RolloutUpdated", format!("Rollout updated to revision {revision}"));
         self.event("NewReplicaSetCreated", format!("Created ReplicaSet {name} (revision {revision})"));
@@ -1049,11 +1109,12 @@ impl<'a> Planner<'a> {
             return;
         };
         let stable = self.stable_hash().unwrap_or(&self.hash).to_string();
-        // With traffic routing, the stable Service moves at promotion (`promote`).
-        if (!self.routed() || self.service_hash(stable_service).is_none() || self.promoted() && !self.aborted())
-            && self.point_service(stable_service, &stable)
-            && self.routed()
-        {
+        // The stable Service selects the stable pods, and is put back when someone changes it.
+        // It moves to the new pods at promotion (`promote`); one whose status write is still to
+        // come has moved it already, and that stands.
+        let promoting =
+            self.at_end() && !self.aborted() && self.service_hash(stable_service) == Some(self.hash.as_str());
+        if !promoting && self.point_service(stable_service, &stable) && self.routed() {
             self.traffic_moved();
         }
         // After an abort, or while the step wants no canary pods, the canary Service serves the
@@ -1141,6 +1202,41 @@ impl<'a> Planner<'a> {
         })
     }
 
+    /// Whether a Service selects available pods once this plan's writes are done.
+    fn serves_after_writes(&self, service: &str) -> bool {
+        let pointed = self.actions.iter().rev().find_map(|action| match action {
+            Action::SetServiceSelector { service: s, hash, .. } if s == service => Some(hash.as_deref()),
+            _ => None,
+        });
+        match pointed.unwrap_or_else(|| self.service_hash(service)) {
+            Some(hash) => self.rs_by_hash(hash).is_some_and(|rs| rs.available > 0),
+            None => self.observed.replica_sets.iter().any(|rs| rs.owned && rs.available > 0),
+        }
+    }
+
+    /// No weight moves onto a Service that selects no available pods. While the stable Service
+    /// selects none (its ReplicaSet is being repaired), nothing moves at all unless a full
+    /// promotion was asked for: the canary is not proven yet.
+    fn may_move_traffic(&mut self, current: i32, desired: i32) -> bool {
+        let Some((stable_service, canary_service)) = self.valid.services else { return true };
+        if desired == current {
+            return true;
+        }
+        let raised = if desired > current { canary_service } else { stable_service };
+        let stable_empty = !self.serves_after_writes(stable_service);
+        let blocked = if !self.serves_after_writes(raised) {
+            Some(raised)
+        } else if stable_empty && self.next.promote_full != Some(true) {
+            Some(stable_service)
+        } else {
+            None
+        };
+        if let Some(service) = blocked {
+            self.wait(format!("waiting for Service {service} to select available pods before moving traffic"));
+        }
+        blocked.is_none()
+    }
+
     fn route_traffic(&mut self) {
         let Some((stable_service, canary_service)) = self.valid.services else {
             return;
@@ -1150,7 +1246,7 @@ impl<'a> Planner<'a> {
         }
         let observed = self.observed_weights();
         let current = observed.first().copied().unwrap_or(0);
-        let desired = self.desired_weight(&observed);
+        let desired = self.desired_weight(&observed).filter(|desired| self.may_move_traffic(current, *desired));
         let mut weight = current;
         if let (Some(desired), Some(available)) = (desired, self.observed.virtual_services.as_ref()) {
             let mut changed = false;
@@ -1444,6 +1540,7 @@ impl<'a> Planner<'a> {
                 && !self.sizes.contains_key(&rs.name)
             {
                 self.actions.push(Action::DeleteReplicaSet { name: rs.name.clone() });
+                self.actions.push(Action::DeleteTemplateRecord { name: rs.name.clone() });
             }
         }
     }
@@ -1668,6 +1765,33 @@ pub fn format_selector(selector: &LabelSelector) -> String {
     labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
+/// The Rollout as the controlling owner of what it creates.
+fn owner(rollout: &Rollout) -> OwnerReference {
+    OwnerReference {
+        api_version: "argoproj.io/v1alpha1".into(),
+        kind: "Rollout".into(),
+        name: rollout_name(rollout).into(),
+        uid: rollout.metadata.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// The record of a revision's pod template, named like its ReplicaSet.
+fn template_record(rollout: &Rollout, template: &PodTemplateSpec, hash: &str, revision: u64) -> ControllerRevision {
+    ControllerRevision {
+        metadata: ObjectMeta {
+            name: Some(format!("{}-{hash}", rollout_name(rollout))),
+            namespace: rollout.metadata.namespace.clone(),
+            labels: Some([(POD_TEMPLATE_HASH_LABEL.to_string(), hash.to_string())].into()),
+            owner_references: Some(vec![owner(rollout)]),
+            ..Default::default()
+        },
+        data: serde_json::to_value(template).ok().map(RawExtension),
+        revision: i64::try_from(revision).unwrap_or(i64::MAX),
+    }
+}
+
 /// The ReplicaSet for a pod template, owned by the Rollout.
 fn new_replica_set(
     rollout: &Rollout,
@@ -1709,14 +1833,7 @@ fn new_replica_set(
             namespace: rollout.metadata.namespace.clone(),
             labels,
             annotations: Some(annotations),
-            owner_references: Some(vec![OwnerReference {
-                api_version: "argoproj.io/v1alpha1".into(),
-                kind: "Rollout".into(),
-                name: name.into(),
-                uid: rollout.metadata.uid.clone().unwrap_or_default(),
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            }]),
+            owner_references: Some(vec![owner(rollout)]),
             ..Default::default()
         },
         spec: Some(ReplicaSetSpec {

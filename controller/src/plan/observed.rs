@@ -26,6 +26,8 @@ pub struct Observed {
     pub virtual_services: Option<BTreeMap<(String, String), VirtualServiceView>>,
     /// Pods of the rollout; gathered only while a restart is pending.
     pub pods: Vec<PodView>,
+    /// The recorded pod template of the stable revision, read only when its ReplicaSet is gone.
+    pub stable_template: Option<RecordedTemplate>,
     pub now: Timestamp,
     pub config: PlanConfig,
 }
@@ -101,6 +103,14 @@ pub struct VirtualServiceView {
     /// Whether it has any annotations: a JSON Patch adds one to the map, or creates the map.
     pub annotated: bool,
     pub resource_version: Option<String>,
+}
+
+/// A revision's pod template as recorded when its ReplicaSet was created (a ControllerRevision
+/// named like the ReplicaSet), so the ReplicaSet can be created again if someone deletes it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RecordedTemplate {
+    pub template: PodTemplateSpec,
+    pub revision: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -111,6 +111,7 @@ fn observed(rollout: Rollout) -> Observed {
         services: BTreeMap::new(),
         virtual_services: Some(BTreeMap::new()),
         pods: Vec::new(),
+        stable_template: None,
         now: t(0),
         config: PlanConfig { settle: std::time::Duration::from_secs(2) },
     };
@@ -129,11 +130,15 @@ pub(super) struct Sim {
     pub observed: Observed,
     pub ready: bool,
     pub plans: Vec<Plan>,
+    /// Recorded pod templates (ControllerRevisions), by name.
+    pub records: BTreeMap<String, RecordedTemplate>,
+    /// Hashes whose pods never become available.
+    pub failing: Vec<String>,
 }
 
 impl Sim {
     pub fn new(observed: Observed) -> Self {
-        Sim { observed, ready: true, plans: Vec::new() }
+        Sim { observed, ready: true, plans: Vec::new(), records: BTreeMap::new(), failing: Vec::new() }
     }
 
     pub fn status(&self) -> RolloutStatus {
@@ -142,6 +147,7 @@ impl Sim {
 
     /// Plans once, applies it, and lets the ReplicaSets catch up.
     pub fn step(&mut self) -> Plan {
+        self.catch_up();
         let plan = plan(&self.observed);
         self.apply(&plan);
         self.plans.push(plan.clone());
@@ -166,6 +172,13 @@ impl Sim {
     pub fn wait(&mut self, seconds: i64) {
         self.observed.now += SignedDuration::from_secs(seconds);
         self.settle();
+    }
+
+    /// Lets `seconds` pass a second at a time, settling after each.
+    pub fn run_for(&mut self, seconds: i64) {
+        for _ in 0..seconds {
+            self.wait(1);
+        }
     }
 
     pub fn rs(&self, hash: &str) -> Option<&ReplicaSetView> {
@@ -282,15 +295,29 @@ impl Sim {
                     };
                 }
             }
+            Action::RecordTemplate(record) => {
+                let template = serde_json::from_value(record.data.clone().unwrap().0).unwrap();
+                let revision = u64::try_from(record.revision).unwrap();
+                self.records.insert(record.metadata.name.clone().unwrap(), RecordedTemplate { template, revision });
+            }
+            Action::DeleteTemplateRecord { name } => {
+                self.records.remove(name);
+            }
             Action::EvictPod { .. } => {}
         }
     }
 
-    /// The ReplicaSet controller and kubelets do their part.
+    /// The ReplicaSet controller and kubelets do their part; `observe` reads the stable's record
+    /// when its ReplicaSet is gone.
     fn catch_up(&mut self) {
+        let stable = self.status().stable_rs.filter(|h| self.rs(h).is_none());
+        self.observed.stable_template = stable.and_then(|h| self.records.get(&format!("web-{h}")).cloned());
         for rs in &mut self.observed.replica_sets {
             rs.status_replicas = rs.spec_replicas;
-            if self.ready {
+            if self.failing.contains(&rs.hash) {
+                rs.available = 0;
+                rs.ready = 0;
+            } else if self.ready {
                 rs.available = rs.spec_replicas;
                 rs.ready = rs.spec_replicas;
             } else {
@@ -339,7 +366,7 @@ fn initial_deploy_is_stable_at_once_and_healthy() {
     let mut sim = Sim::new(observed(rollout(4, vec![set_weight(25), pause(None)])));
     let first = sim.step();
     assert!(
-        matches!(&first.actions[..], [Action::CreateReplicaSet(rs), Action::AnnotateRollout { annotations }] if rs.spec.as_ref().unwrap().replicas == Some(4) && annotations[REVISION_ANNOTATION].as_deref() == Some("1")),
+        matches!(&first.actions[..], [Action::RecordTemplate(_), Action::CreateReplicaSet(rs), Action::AnnotateRollout { annotations }] if rs.spec.as_ref().unwrap().replicas == Some(4) && annotations[REVISION_ANNOTATION].as_deref() == Some("1")),
         "{first:#?}"
     );
     assert!(first.events.iter().any(|e| e.message.ends_with("Initial deploy")), "{:?}", first.events);
@@ -1190,4 +1217,102 @@ fn every_settle_gap_survives_a_crash_after_any_write() {
         crash_after_every_write(&mut sim, restart, |sim| sim.selector("web-canary").as_deref() == Some(v1.as_str()));
     let back = gap(&seen, |t| t.weights == (100, 0), |t| t.canary.as_deref() == Some(v1.as_str()));
     assert!(back >= settle, "canary Service went back {back} after the weights: {seen:#?}");
+}
+
+/// An Istio canary of 4 pods paused at 10%.
+fn istio_paused_at_ten() -> Sim {
+    let steps = vec![set_weight(10), pause(None), set_weight(50), pause(None)];
+    let mut sim = Sim::new(observed(with_istio(rollout(4, steps))));
+    sim.settle();
+    sim.update_template("v2");
+    sim.settle();
+    assert_eq!((sim.vs_weights(), phase(&sim).as_str()), ((90, 10), "Paused"));
+    sim
+}
+
+#[test]
+fn a_drifted_stable_selector_is_put_back() {
+    let mut sim = istio_paused_at_ten();
+    let v1 = hash_of("v1");
+    sim.observed
+        .services
+        .get_mut("web-stable")
+        .unwrap()
+        .selector
+        .insert(POD_TEMPLATE_HASH_LABEL.into(), "nopods".into());
+    sim.settle();
+    assert_eq!(sim.selector("web-stable"), Some(v1), "re-asserted during the pause");
+    assert_eq!(sim.vs_weights(), (90, 10));
+}
+
+#[test]
+fn no_weight_moves_while_the_stable_service_selects_no_available_pods() {
+    let mut sim = istio_paused_at_ten();
+    let v1 = hash_of("v1");
+    // The stable pods all fail (a node drained, a crash loop): the stable Service selects none.
+    sim.failing.push(v1);
+    sim.set_status(|s| s.pause_conditions = None);
+    sim.settle();
+    assert_eq!(sim.vs_weights(), (90, 10), "promote moves no traffic while the stable serves nothing");
+    let message = sim.status().message.unwrap_or_default();
+    assert!(message.contains("waiting for Service web-stable to select available pods"), "{message}");
+    sim.failing.clear();
+    sim.settle();
+    assert_eq!(sim.vs_weights(), (50, 50), "and moves once it does");
+}
+
+#[test]
+fn a_deleted_stable_replica_set_is_created_again_and_the_rollout_completes() {
+    let mut sim = istio_paused_at_ten();
+    let v1 = hash_of("v1");
+    sim.ready = false;
+    sim.observed.replica_sets.retain(|rs| rs.hash != v1);
+    let plan = sim.step();
+    let recreated = plan.actions.iter().find_map(|a| match a {
+        Action::CreateReplicaSet(rs) => Some(rs.clone()),
+        _ => None,
+    });
+    let recreated = recreated.expect("the stable ReplicaSet is created again");
+    assert_eq!(recreated.metadata.name.as_deref(), Some(format!("web-{v1}").as_str()));
+    assert_eq!(recreated.spec.as_ref().unwrap().replicas, Some(4));
+    assert_eq!(
+        recreated.spec.as_ref().unwrap().template.as_ref().unwrap().spec.as_ref().unwrap().containers[0]
+            .image
+            .as_deref(),
+        Some("v1")
+    );
+    assert_eq!(sim.rs(&hash_of("v2")).unwrap().spec_replicas, 1, "the canary keeps its size");
+    // Promote while the new stable pods are not ready: nothing moves until they are.
+    sim.set_status(|s| s.pause_conditions = None);
+    sim.settle();
+    assert_eq!(sim.vs_weights(), (90, 10));
+    sim.ready = true;
+    sim.settle();
+    assert_eq!(sim.vs_weights(), (50, 50));
+    sim.set_status(|s| s.pause_conditions = None);
+    sim.run_for(5);
+    assert_eq!(phase(&sim), "Healthy");
+}
+
+#[test]
+fn a_stable_replica_set_without_a_record_is_reported_and_nothing_moves() {
+    let mut sim = istio_paused_at_ten();
+    let v1 = hash_of("v1");
+    sim.records.clear();
+    sim.observed.replica_sets.retain(|rs| rs.hash != v1);
+    sim.set_status(|s| s.pause_conditions = None);
+    sim.settle();
+    let message = sim.status().message.unwrap_or_default();
+    assert!(
+        message.contains(&format!("stable ReplicaSet web-{v1} was deleted and its pod template was not recorded")),
+        "{message}"
+    );
+    assert_eq!(sim.vs_weights(), (90, 10));
+    assert_eq!(sim.rs(&hash_of("v2")).unwrap().spec_replicas, 1, "the canary is not grown to replace it");
+    // A full promotion moves traffic to the canary, the only pods left.
+    sim.set_status(|s| s.promote_full = Some(true));
+    sim.run_for(5);
+    assert_eq!(sim.vs_weights(), (100, 0));
+    assert_eq!(sim.selector("web-stable"), Some(hash_of("v2")));
+    assert_eq!(phase(&sim), "Healthy");
 }

@@ -84,6 +84,7 @@ fn action_kind(action: &Action) -> &'static str {
         | Action::AdoptReplicaSet { .. }
         | Action::PatchReplicaSet { .. }
         | Action::DeleteReplicaSet { .. } => "replicaset",
+        Action::RecordTemplate(_) | Action::DeleteTemplateRecord { .. } => "controllerrevision",
         Action::SetServiceSelector { .. } => "service",
         Action::SetVirtualServiceWeights { .. } => "virtualservice",
         Action::ScaleWorkload { .. } => "deployment",
