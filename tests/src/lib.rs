@@ -50,7 +50,8 @@ async fn config_from(path: &Path) -> Result<Config> {
     Ok(Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?)
 }
 
-async fn client_from(path: &Path) -> Result<Client> {
+/// A client authenticated by the kubeconfig at `path`.
+pub async fn client_from(path: &Path) -> Result<Client> {
     Ok(Client::try_from(config_from(path).await?)?)
 }
 

@@ -159,54 +159,6 @@ fn crd_is_small_enough_for_client_side_apply() {
     assert!(size < CRD_SIZE_LIMIT, "{} is {size} bytes; keep it under {CRD_SIZE_LIMIT}", path.display());
 }
 
-/// The rules of the first `kind` document of `path`, as sorted (group, resource, sorted verbs).
-fn rules_of(path: &str, kind: &str) -> Vec<(String, String, Vec<String>)> {
-    let documents = documents(&read_repo_file(path)).unwrap_or_else(|error| panic!("{path}: {error}"));
-    let role = documents.iter().find(|d| kind_of(d) == kind).unwrap_or_else(|| panic!("{path} has no {kind}"));
-    let strings = |value: &Value| -> Vec<String> {
-        value.as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect()
-    };
-    let mut rules = Vec::new();
-    for rule in role["rules"].as_array().unwrap_or_else(|| panic!("{path}: {kind} has no rules")) {
-        let mut verbs = strings(&rule["verbs"]);
-        verbs.sort();
-        for group in strings(&rule["apiGroups"]) {
-            for resource in strings(&rule["resources"]) {
-                rules.push((group.clone(), resource, verbs.clone()));
-            }
-        }
-    }
-    rules.sort();
-    rules
-}
-
-#[test]
-fn controller_roles_grant_exactly_what_the_controller_needs() {
-    let expected: &[(&str, &str, &[&str])] = &[
-        ("", "events", &["create", "patch"]),
-        ("", "pods", &["get", "list", "patch", "update", "watch"]),
-        ("", "pods/eviction", &["create"]),
-        ("", "podtemplates", &["get", "list", "watch"]),
-        ("", "services", &["get", "list", "patch", "watch"]),
-        ("apps", "deployments", &["get", "list", "patch", "update", "watch"]),
-        ("apps", "replicasets", &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]),
-        ("argoproj.io", "rollouts", &["get", "list", "patch", "update", "watch"]),
-        ("argoproj.io", "rollouts/finalizers", &["update"]),
-        ("argoproj.io", "rollouts/status", &["patch", "update"]),
-        ("coordination.k8s.io", "leases", &["create", "get", "list", "patch", "update", "watch"]),
-        ("events.k8s.io", "events", &["create", "patch"]),
-        ("networking.istio.io", "virtualservices", &["get", "list", "patch", "update", "watch"]),
-    ];
-    let expected: Vec<(String, String, Vec<String>)> = expected
-        .iter()
-        .map(|(group, resource, verbs)| {
-            (group.to_string(), resource.to_string(), verbs.iter().map(|v| v.to_string()).collect())
-        })
-        .collect();
-    assert_eq!(rules_of("rbac/controller.yaml", "ClusterRole"), expected);
-    assert_eq!(rules_of("rbac/controller-namespaced.yaml", "Role"), expected);
-}
-
 #[test]
 fn user_roles_match_their_aggregated_cluster_roles() {
     for name in ["rollouts-reader", "rollouts-writer"] {

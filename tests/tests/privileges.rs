@@ -1,0 +1,172 @@
+//! The controller's least privilege: what its roles grant is exactly `rbac/controller-allowed.txt`,
+//! and so is the cluster's own answer for its ServiceAccount's token.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use e2e::{TestNamespace, User, poll_until, read_repo_file};
+use k8s_openapi::api::authorization::v1::{SelfSubjectRulesReview, SelfSubjectRulesReviewSpec};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::Client;
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::{Value, json};
+
+/// One verb on one resource, maybe of one named object.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Grant {
+    group: String,
+    resource: String,
+    verb: String,
+    name: Option<String>,
+}
+
+/// The allow-list: what is granted in every namespace, and what only in the controller's own.
+fn allowed() -> (BTreeSet<Grant>, BTreeSet<Grant>) {
+    let (mut everywhere, mut own) = (BTreeSet::new(), BTreeSet::new());
+    for line in read_repo_file("rbac/controller-allowed.txt").lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [where_, group, resource, verbs, rest @ ..] = fields.as_slice() else { continue };
+        if where_.starts_with('#') {
+            continue;
+        }
+        let group = if *group == "core" { "" } else { group };
+        let target = if *where_ == "own" { &mut own } else { &mut everywhere };
+        for verb in verbs.split(',') {
+            let name = rest.first().map(|n| n.to_string());
+            target.insert(Grant { group: group.into(), resource: resource.to_string(), verb: verb.into(), name });
+        }
+    }
+    (everywhere, own)
+}
+
+/// The grants of policy rules (a role's `rules`, or a review's `resourceRules`).
+fn grants_of(rules: &Value) -> BTreeSet<Grant> {
+    let strings = |value: &Value| -> Vec<String> {
+        value.as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+    };
+    let mut grants = BTreeSet::new();
+    for rule in rules.as_array().into_iter().flatten() {
+        let names = strings(&rule["resourceNames"]);
+        let names: Vec<Option<String>> =
+            if names.is_empty() { vec![None] } else { names.into_iter().map(Some).collect() };
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    for name in &names {
+                        grants.insert(Grant {
+                            group: group.clone(),
+                            resource: resource.clone(),
+                            verb: verb.clone(),
+                            name: name.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    grants
+}
+
+fn documents(path: &str) -> Vec<Value> {
+    let documents: Vec<Option<Value>> =
+        serde_saphyr::from_multiple(&read_repo_file(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    documents.into_iter().flatten().collect()
+}
+
+fn rules(documents: &[Value], kind: &str, name: &str) -> BTreeSet<Grant> {
+    let role = documents.iter().find(|d| d["kind"] == kind && d["metadata"]["name"] == name);
+    grants_of(&role.unwrap_or_else(|| panic!("no {kind} {name}"))["rules"])
+}
+
+#[test]
+fn the_roles_grant_exactly_the_allow_list() {
+    let (everywhere, own) = allowed();
+    assert!(!everywhere.is_empty() && !own.is_empty());
+    let cluster = documents("rbac/controller.yaml");
+    assert_eq!(rules(&cluster, "ClusterRole", "rollouts-controller"), everywhere);
+    assert_eq!(rules(&cluster, "Role", "rollouts-controller-leader"), own);
+    let namespaced = documents("rbac/controller-namespaced.yaml");
+    let all: BTreeSet<Grant> = everywhere.union(&own).cloned().collect();
+    assert_eq!(rules(&namespaced, "Role", "rollouts-controller"), all);
+}
+
+/// What `client` may do in `namespace`, as the apiserver says.
+async fn review(client: &Client, namespace: &str) -> Result<BTreeSet<Grant>> {
+    let request = SelfSubjectRulesReview {
+        spec: SelfSubjectRulesReviewSpec { namespace: Some(namespace.into()) },
+        ..Default::default()
+    };
+    let answer = Api::<SelfSubjectRulesReview>::all(client.clone()).create(&PostParams::default(), &request).await?;
+    let status = answer.status.context("a review without status")?;
+    ensure!(!status.incomplete, "the review is incomplete: {:?}", status.evaluation_error);
+    Ok(grants_of(&serde_json::to_value(&status.resource_rules)?))
+}
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn the_service_account_may_do_exactly_the_allow_list() -> Result<()> {
+    let ns = TestNamespace::new("privileges").await?;
+    // rbac/controller.yaml with this namespace as the controller's, and cluster-scoped names of
+    // its own so tests running at once don't share them.
+    let cluster_name = format!("rollouts-controller-{}", ns.name);
+    let mut manifest = Vec::new();
+    for mut document in documents("rbac/controller.yaml") {
+        if document["metadata"]["namespace"].is_string() {
+            document["metadata"]["namespace"] = json!(ns.name);
+        }
+        if ["ClusterRole", "ClusterRoleBinding"].contains(&document["kind"].as_str().unwrap_or_default()) {
+            document["metadata"]["name"] = json!(cluster_name);
+        }
+        if document["kind"] == "ClusterRoleBinding" {
+            document["roleRef"]["name"] = json!(cluster_name);
+        }
+        for subject in document.get_mut("subjects").and_then(Value::as_array_mut).into_iter().flatten() {
+            subject["namespace"] = json!(ns.name);
+        }
+        manifest.push(document.to_string());
+    }
+    ns.apply(&manifest.join("\n---\n")).await?;
+    let controller = e2e::client_from(&ns.service_account_kubeconfig("rollouts-controller").await?).await?;
+    let nobody = User::Nobody.client().await?;
+
+    let (everywhere, own) = allowed();
+    let all: BTreeSet<Grant> = everywhere.union(&own).cloned().collect();
+    // What any authenticated user may do is not the role's doing.
+    let beyond_anyone = |namespace: String| {
+        let (controller, nobody) = (controller.clone(), nobody.clone());
+        async move {
+            let granted = review(&controller, &namespace).await?;
+            let baseline = review(&nobody, &namespace).await?;
+            Ok::<_, anyhow::Error>(granted.difference(&baseline).cloned().collect::<BTreeSet<Grant>>())
+        }
+    };
+    // New bindings reach the authorizer within moments.
+    let in_own = poll_until(Duration::from_secs(10), || async {
+        let granted = beyond_anyone(ns.name.clone()).await?;
+        Ok((granted == all).then_some(granted))
+    })
+    .await;
+    let in_own = match in_own {
+        Ok(granted) => granted,
+        Err(_) => beyond_anyone(ns.name.clone()).await?,
+    };
+    let elsewhere = beyond_anyone("default".into()).await?;
+    let clusterroles = Api::<ClusterRole>::all(ns.client.clone());
+    clusterroles.delete(&cluster_name, &DeleteParams::default()).await?;
+    Api::<ClusterRoleBinding>::all(ns.client.clone()).delete(&cluster_name, &DeleteParams::default()).await?;
+
+    let extra: Vec<&Grant> = in_own.difference(&all).collect();
+    let missing: Vec<&Grant> = all.difference(&in_own).collect();
+    ensure!(
+        extra.is_empty() && missing.is_empty(),
+        "in its namespace: granted beyond the list {extra:#?}, listed but not granted {missing:#?}"
+    );
+    let extra: Vec<&Grant> = elsewhere.difference(&everywhere).collect();
+    let missing: Vec<&Grant> = everywhere.difference(&elsewhere).collect();
+    ensure!(
+        extra.is_empty() && missing.is_empty(),
+        "in other namespaces: granted beyond the list {extra:#?}, listed but not granted {missing:#?}"
+    );
+    Ok(())
+}
