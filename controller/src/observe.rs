@@ -13,13 +13,15 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    DESIRED_REPLICAS_ANNOTATION, MANAGED_BY_ANNOTATION, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION,
-    REVISION_HISTORY_ANNOTATION, Rollout, SCALE_DOWN_DEADLINE_ANNOTATION, TRAFFIC_CHANGED_ANNOTATION,
+    DESIRED_REPLICAS_ANNOTATION, EPHEMERAL_METADATA_ANNOTATION, MANAGED_BY_ANNOTATION, POD_TEMPLATE_HASH_LABEL,
+    REVISION_ANNOTATION, REVISION_HISTORY_ANNOTATION, Rollout, SCALE_DOWN_DEADLINE_ANNOTATION,
+    TRAFFIC_CHANGED_ANNOTATION,
 };
 use crate::cache::{Key, key_of};
 use crate::cached::{CachedReplicaSet, CachedService};
 use crate::plan::{
-    self, Observed, PodView, RecordedTemplate, ReplicaSetView, ServiceView, VirtualServiceView, Workload, traffic,
+    self, Observed, PodView, RecordedTemplate, ReplicaSetView, ServiceView, VirtualServiceView, Workload, metadata,
+    traffic,
 };
 use crate::reconcile::{Context, Error, Watched};
 
@@ -267,6 +269,7 @@ pub fn replica_set_view(rs: &CachedReplicaSet, owned: bool) -> ReplicaSetView {
         created: rs.metadata.creation_timestamp.as_ref().map(|t| t.0),
         status_current: status.observed_generation >= rs.metadata.generation,
         failure,
+        injected: annotations.get(EPHEMERAL_METADATA_ANNOTATION).map(|r| metadata::parse_record(r)).unwrap_or_default(),
         deleting: rs.metadata.deletion_timestamp.is_some(),
     }
 }

@@ -516,3 +516,60 @@ async fn argo_cd_sees_each_state_of_a_workload_ref_rollout() -> Result<()> {
     assert_eq!(phase(&done), "Healthy");
     Ok(())
 }
+
+/// The labels and annotations of the running pods of `hash`.
+async fn pod_metadata(ns: &TestNamespace, hash: &str) -> Result<Vec<(Option<String>, Option<String>)>> {
+    let pods =
+        ns.api::<Pod>().list(&ListParams::default().labels(&format!("{POD_TEMPLATE_HASH_LABEL}={hash}"))).await?;
+    Ok(pods
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| (p.labels().get("role").cloned(), p.annotations().get("canary-note").cloned()))
+        .collect())
+}
+
+async fn wait_pod_metadata(ns: &TestNamespace, hash: &str, pods: usize, role: &str, note: Option<&str>) -> Result<()> {
+    let wanted = vec![(Some(role.to_string()), note.map(str::to_string)); pods];
+    let result =
+        poll_until(DEFAULT_TIMEOUT, || async { Ok((pod_metadata(ns, hash).await? == wanted).then_some(())) }).await;
+    if result.is_err() {
+        bail!("pods of {hash}: wanted (role, canary-note) {wanted:?}, have {:?}", pod_metadata(ns, hash).await?);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn pods_carry_the_metadata_of_their_role() -> Result<()> {
+    let ns = TestNamespace::new("canary-metadata").await?;
+    let _controller = ns.start_controller().await?;
+    let manifest = e2e::fixtures::inline_rollout("web", 2, "nginx:1.26", "[{setWeight: 50}, {pause: {}}]").replace(
+        "strategy: {canary: {",
+        "strategy: {canary: {stableMetadata: {labels: {role: stable}}, \
+         canaryMetadata: {labels: {role: canary}, annotations: {canary-note: trying}}, ",
+    );
+    ns.apply(&manifest).await?;
+    let rev1 = status(&ns.wait_phase("web", "Healthy").await?).stable_rs.unwrap_or_default();
+    wait_pod_metadata(&ns, &rev1, 2, "stable", None).await?;
+
+    ns.patch_spec(
+        "web",
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}}),
+    )
+    .await?;
+    let paused = wait_step(&ns, 1, "Paused").await?;
+    let rev2 = status(&paused).current_pod_hash.unwrap_or_default();
+    wait_pod_metadata(&ns, &rev2, 1, "canary", Some("trying")).await?;
+    wait_pod_metadata(&ns, &rev1, 1, "stable", None).await?;
+
+    promote(&ns).await?;
+    ns.wait_phase("web", "Healthy").await?;
+    // The canary's pods are stable now: relabelled in place, their canary annotation gone.
+    wait_pod_metadata(&ns, &rev2, 2, "stable", None).await?;
+    let rs = ns.api::<ReplicaSet>().get(&format!("web-{rev2}")).await?;
+    let template = rs.spec.and_then(|s| s.template).and_then(|t| t.metadata).unwrap_or_default();
+    assert_eq!(template.labels.unwrap_or_default().get("role").map(String::as_str), Some("stable"));
+    assert!(!template.annotations.unwrap_or_default().contains_key("canary-note"));
+    Ok(())
+}

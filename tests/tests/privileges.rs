@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use e2e::{TestNamespace, User, poll_until, read_repo_file};
+use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
 use k8s_openapi::api::authorization::v1::{SelfSubjectRulesReview, SelfSubjectRulesReviewSpec};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::Client;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 /// One verb on one resource, maybe of one named object.
@@ -91,6 +93,60 @@ fn the_roles_grant_exactly_the_allow_list() {
     assert_eq!(rules(&namespaced, "Role", "rollouts-controller"), all);
 }
 
+const POLICY: &str = "ValidatingAdmissionPolicy";
+const BINDING: &str = "ValidatingAdmissionPolicyBinding";
+
+/// Deletes the test's copies of the cluster-scoped objects (those it had).
+async fn delete_cluster_scoped(client: &Client, name: &str) -> Result<()> {
+    let delete = DeleteParams::default();
+    let gone = |result: kube::Result<()>| match result {
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        other => other,
+    };
+    gone(Api::<ClusterRole>::all(client.clone()).delete(name, &delete).await.map(drop))?;
+    gone(Api::<ClusterRoleBinding>::all(client.clone()).delete(name, &delete).await.map(drop))?;
+    gone(Api::<ValidatingAdmissionPolicyBinding>::all(client.clone()).delete(name, &delete).await.map(drop))?;
+    gone(Api::<ValidatingAdmissionPolicy>::all(client.clone()).delete(name, &delete).await.map(drop))?;
+    Ok(())
+}
+
+fn pod(name: &str, labels: Value) -> Result<Pod> {
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}
+    }))?)
+}
+
+/// The controller's token may patch pods, but the admission policy shipped with its role lets it
+/// change only the labels and annotations of a Rollout's pods.
+async fn pods_stay_as_they_are(ns: &TestNamespace, controller: &Client) -> Result<()> {
+    let admin = ns.api::<Pod>();
+    admin.create(&PostParams::default(), &pod("rollout-pod", json!({"rollouts-pod-template-hash": "abc"}))?).await?;
+    admin.create(&PostParams::default(), &pod("other-pod", json!({"app": "other"}))?).await?;
+    let as_controller: Api<Pod> = Api::namespaced(controller.clone(), &ns.name);
+    let relabel = |role: &str| Patch::Merge(json!({"metadata": {"labels": {"role": role}}}));
+    // The policy applies once the apiserver has loaded it: until then this relabelling succeeds.
+    let refused = |result: kube::Result<Pod>| match result {
+        Err(kube::Error::Api(status)) if status.code == 403 || status.code == 422 => Some(status.message),
+        _ => None,
+    };
+    let message = poll_until(Duration::from_secs(20), || async {
+        Ok(refused(as_controller.patch("other-pod", &PatchParams::default(), &relabel("x")).await))
+    })
+    .await
+    .context("the policy never refused relabelling a pod that is not a Rollout's")?;
+    ensure!(message.contains("only pods of a Rollout's ReplicaSets"), "{message}");
+    as_controller
+        .patch("rollout-pod", &PatchParams::default(), &relabel("canary"))
+        .await
+        .context("relabelling a Rollout's pod")?;
+    let new_image = Patch::Strategic(json!({"spec": {"containers": [{"name": "web", "image": "evil:1"}]}}));
+    let message = refused(as_controller.patch("rollout-pod", &PatchParams::default(), &new_image).await)
+        .context("the controller's token changed a pod's image")?;
+    ensure!(message.contains("only the labels and annotations"), "{message}");
+    Ok(())
+}
+
 /// What `client` may do in `namespace`, as the apiserver says.
 async fn review(client: &Client, namespace: &str) -> Result<BTreeSet<Grant>> {
     let request = SelfSubjectRulesReview {
@@ -115,11 +171,15 @@ async fn the_service_account_may_do_exactly_the_allow_list() -> Result<()> {
         if document["metadata"]["namespace"].is_string() {
             document["metadata"]["namespace"] = json!(ns.name);
         }
-        if ["ClusterRole", "ClusterRoleBinding"].contains(&document["kind"].as_str().unwrap_or_default()) {
+        let cluster_scoped = ["ClusterRole", "ClusterRoleBinding", POLICY, BINDING];
+        if cluster_scoped.contains(&document["kind"].as_str().unwrap_or_default()) {
             document["metadata"]["name"] = json!(cluster_name);
         }
         if document["kind"] == "ClusterRoleBinding" {
             document["roleRef"]["name"] = json!(cluster_name);
+        }
+        if document["kind"] == BINDING {
+            document["spec"]["policyName"] = json!(cluster_name);
         }
         for subject in document.get_mut("subjects").and_then(Value::as_array_mut).into_iter().flatten() {
             subject["namespace"] = json!(ns.name);
@@ -152,9 +212,9 @@ async fn the_service_account_may_do_exactly_the_allow_list() -> Result<()> {
         Err(_) => beyond_anyone(ns.name.clone()).await?,
     };
     let elsewhere = beyond_anyone("default".into()).await?;
-    let clusterroles = Api::<ClusterRole>::all(ns.client.clone());
-    clusterroles.delete(&cluster_name, &DeleteParams::default()).await?;
-    Api::<ClusterRoleBinding>::all(ns.client.clone()).delete(&cluster_name, &DeleteParams::default()).await?;
+    let pods = pods_stay_as_they_are(&ns, &controller).await;
+    delete_cluster_scoped(&ns.client, &cluster_name).await?;
+    pods?;
 
     let extra: Vec<&Grant> = in_own.difference(&all).collect();
     let missing: Vec<&Grant> = all.difference(&in_own).collect();

@@ -25,6 +25,9 @@ pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "scale-down-deadline";
 pub const MANAGED_BY_ANNOTATION: &str = "argo-rollouts.argoproj.io/managed-by-rollouts";
 /// metadata.generation of the referenced workload, written on the Rollout.
 pub const WORKLOAD_GENERATION_ANNOTATION: &str = "rollout.argoproj.io/workload-generation";
+/// The ephemeral pod metadata (canaryMetadata/stableMetadata) injected into a ReplicaSet's
+/// template and pods, as JSON: `{"labels": {...}, "annotations": {...}}`.
+pub const EPHEMERAL_METADATA_ANNOTATION: &str = "rollout.argoproj.io/ephemeral-metadata";
 /// Replicas of a workloadRef Deployment before this controller scaled it down.
 pub const WORKLOAD_REPLICAS_ANNOTATION: &str = "rollouts.argoproj.io/workload-replicas-before-scale-down";
 /// Shards controllers like upstream's --instance-id.

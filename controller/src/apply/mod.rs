@@ -47,6 +47,12 @@ pub async fn apply(ctx: &Context, observed: &Observed, plan: &Plan) -> Result<Op
             }
             Action::ScaleWorkload { name, replicas } => workload::scale(ctx, rollout, name, *replicas).await,
             Action::EvictPod { name } => pods::evict(ctx, rollout, name).await,
+            Action::SetTemplateMetadata { replica_set, change } => {
+                replicaset::set_template_metadata(ctx, rollout, replica_set, change).await
+            }
+            Action::SetPodMetadata { replica_set, hash, change } => {
+                pods::set_metadata(ctx, rollout, replica_set, hash, change).await
+            }
         };
         if let Err(error) = result {
             ctx.metrics.write_failed(action);

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::params;
 use crate::api::{FIELD_MANAGER, Rollout};
+use crate::plan::metadata::MetadataChange;
 use crate::reconcile::{Context, Error};
 
 fn api(ctx: &Context, rollout: &Rollout) -> Api<ReplicaSet> {
@@ -65,6 +66,19 @@ pub async fn patch(
     if !annotations.is_empty() {
         patch["metadata"] = json!({"annotations": annotations});
     }
+    api(ctx, rollout).patch(name, &params(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+/// Labels and annotations of the pod template (ephemeral metadata): merged in, `None` removes.
+pub async fn set_template_metadata(
+    ctx: &Context,
+    rollout: &Rollout,
+    name: &str,
+    change: &MetadataChange,
+) -> Result<(), Error> {
+    let patch =
+        json!({"spec": {"template": {"metadata": {"labels": change.labels, "annotations": change.annotations}}}});
     api(ctx, rollout).patch(name, &params(), &Patch::Merge(&patch)).await?;
     Ok(())
 }

@@ -5,6 +5,7 @@
 
 mod conditions;
 pub mod hash;
+pub mod metadata;
 mod observed;
 pub mod replicas;
 pub mod steps;
@@ -25,11 +26,12 @@ pub use observed::{
 pub use validate::ManagedVirtualService;
 
 use crate::api::{
-    CanaryStatus, DESIRED_REPLICAS_ANNOTATION, FINALIZER, POD_TEMPLATE_HASH_LABEL, PauseCondition, REVISION_ANNOTATION,
-    REVISION_HISTORY_ANNOTATION, Rollout, RolloutStatus, SCALE_DOWN_DEADLINE_ANNOTATION, TrafficWeights,
-    WORKLOAD_GENERATION_ANNOTATION, WeightDestination,
+    CanaryStatus, DESIRED_REPLICAS_ANNOTATION, EPHEMERAL_METADATA_ANNOTATION, FINALIZER, POD_TEMPLATE_HASH_LABEL,
+    PauseCondition, PodMetadata, REVISION_ANNOTATION, REVISION_HISTORY_ANNOTATION, Rollout, RolloutStatus,
+    SCALE_DOWN_DEADLINE_ANNOTATION, TrafficWeights, WORKLOAD_GENERATION_ANNOTATION, WeightDestination,
 };
 use conditions as cond;
+use metadata::{MetadataChange, Role};
 use replicas::{BasicCanary, RoutedCanary, Scale};
 use validate::ValidRollout;
 
@@ -98,6 +100,17 @@ pub enum Action {
     ScaleWorkload {
         name: String,
         replicas: i32,
+    },
+    /// Change ephemeral labels and annotations in a ReplicaSet's pod template.
+    SetTemplateMetadata {
+        replica_set: String,
+        change: MetadataChange,
+    },
+    /// Change ephemeral labels and annotations on the pods of a ReplicaSet (those of `hash`).
+    SetPodMetadata {
+        replica_set: String,
+        hash: String,
+        change: MetadataChange,
     },
     /// Evict a pod through the Eviction API (PodDisruptionBudgets apply).
     EvictPod {
@@ -323,6 +336,7 @@ impl<'a> Planner<'a> {
         self.advance_after_traffic();
         self.promote();
         self.scale_down_others();
+        self.ephemeral_metadata();
         self.scale_down_workload();
         self.restart_pods();
         self.clean_up_history();
@@ -636,6 +650,7 @@ impl<'a> Planner<'a> {
             record.revision,
             self.replicas,
             self.replicas,
+            &metadata::desired(self.valid.canary, Role::Stable),
         );
         self.actions.push(Action::CreateReplicaSet(Box::new(rs)));
         self.events.push(Event {
@@ -1029,6 +1044,7 @@ impl<'a> Planner<'a> {
             revision,
             replicas,
             self.replicas,
+            &metadata::desired(self.valid.canary, self.role(&self.hash)),
         );
         let name = rs.metadata.name.clone().unwrap_or_default();
         let record = template_record(&self.observed.rollout, &self.valid.template, &self.hash, revision);
@@ -1425,6 +1441,41 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// The role of the pods of `hash`: the current template's are stable once promoted, canary
+    /// until then; the stable's are stable; others have none.
+    fn role(&self, hash: &str) -> Role {
+        if hash == self.hash {
+            if self.stable_rs().is_some() { Role::Canary } else { Role::Stable }
+        } else if self.stable_hash() == Some(hash) {
+            Role::Stable
+        } else {
+            Role::Other
+        }
+    }
+
+    /// Ephemeral metadata follows each ReplicaSet's role: template first (so new pods have it),
+    /// then the pods, then the record, so a crash in between repeats the whole change.
+    fn ephemeral_metadata(&mut self) {
+        for rs in self.observed.replica_sets.iter().filter(|rs| rs.owned && !rs.deleting) {
+            let desired = metadata::desired(self.valid.canary, self.role(&rs.hash));
+            if rs.injected == desired {
+                continue;
+            }
+            let change = metadata::change(&rs.injected, &desired);
+            let replica_set = rs.name.clone();
+            self.actions.push(Action::SetTemplateMetadata { replica_set: replica_set.clone(), change: change.clone() });
+            if rs.spec_replicas > 0 || rs.status_replicas > 0 {
+                self.actions.push(Action::SetPodMetadata {
+                    replica_set: replica_set.clone(),
+                    hash: rs.hash.clone(),
+                    change,
+                });
+            }
+            let record = BTreeMap::from([(EPHEMERAL_METADATA_ANNOTATION.to_string(), metadata::record(&desired))]);
+            self.actions.push(Action::PatchReplicaSet { name: replica_set, replicas: None, annotations: record });
+        }
+    }
+
     /// `workloadRef.scaleDown`: keep the referenced Deployment scaled down while the Rollout
     /// serves (on every revision, so a GitOps re-sync of its replicas is undone).
     fn scale_down_workload(&mut self) {
@@ -1792,7 +1843,8 @@ fn template_record(rollout: &Rollout, template: &PodTemplateSpec, hash: &str, re
     }
 }
 
-/// The ReplicaSet for a pod template, owned by the Rollout.
+/// The ReplicaSet for a pod template, owned by the Rollout, its pods carrying `ephemeral`.
+#[allow(clippy::too_many_arguments)]
 fn new_replica_set(
     rollout: &Rollout,
     template: &PodTemplateSpec,
@@ -1801,12 +1853,21 @@ fn new_replica_set(
     revision: u64,
     replicas: i32,
     rollout_replicas: i32,
+    ephemeral: &PodMetadata,
 ) -> ReplicaSet {
     let name = rollout_name(rollout);
     let mut template = template.clone();
     let template_meta = template.metadata.get_or_insert_with(ObjectMeta::default);
-    template_meta.labels.get_or_insert_with(BTreeMap::new).insert(POD_TEMPLATE_HASH_LABEL.into(), hash.into());
-    let labels = template_meta.labels.clone();
+    // The ReplicaSet's own labels are the template's, without the ephemeral ones.
+    let mut labels = template_meta.labels.clone().unwrap_or_default();
+    labels.insert(POD_TEMPLATE_HASH_LABEL.into(), hash.into());
+    let template_labels = template_meta.labels.get_or_insert_with(BTreeMap::new);
+    template_labels.extend(ephemeral.labels.clone().unwrap_or_default());
+    template_labels.insert(POD_TEMPLATE_HASH_LABEL.into(), hash.into());
+    if let Some(extra) = &ephemeral.annotations {
+        template_meta.annotations.get_or_insert_with(BTreeMap::new).extend(extra.clone());
+    }
+    let labels = Some(labels);
     let mut selector = selector.clone();
     selector.match_labels.get_or_insert_with(BTreeMap::new).insert(POD_TEMPLATE_HASH_LABEL.into(), hash.into());
     // The Rollout's own annotations travel with the ReplicaSet, except bookkeeping ones.
@@ -1827,6 +1888,9 @@ fn new_replica_set(
         .collect();
     annotations.insert(REVISION_ANNOTATION.into(), revision.to_string());
     annotations.insert(DESIRED_REPLICAS_ANNOTATION.into(), rollout_replicas.to_string());
+    if let Some(record) = metadata::record(ephemeral) {
+        annotations.insert(EPHEMERAL_METADATA_ANNOTATION.into(), record);
+    }
     ReplicaSet {
         metadata: ObjectMeta {
             name: Some(format!("{name}-{hash}")),

@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 
-use crate::api::Rollout;
+use crate::api::{PodMetadata, Rollout};
 
 #[derive(Clone, Debug)]
 pub struct Observed {
@@ -80,6 +80,8 @@ pub struct ReplicaSetView {
     pub status_current: bool,
     /// Reason and message of a ReplicaFailure condition.
     pub failure: Option<(String, String)>,
+    /// Ephemeral metadata injected into its template and pods (its record annotation).
+    pub injected: PodMetadata,
     pub deleting: bool,
 }
 

@@ -200,6 +200,7 @@ impl Sim {
             Action::CreateReplicaSet(rs) => {
                 let hash = rs.metadata.labels.as_ref().unwrap()[POD_TEMPLATE_HASH_LABEL].clone();
                 let annotations = rs.metadata.annotations.clone().unwrap_or_default();
+                let injected = annotations.get(EPHEMERAL_METADATA_ANNOTATION).map(|r| metadata::parse_record(r));
                 self.observed.replica_sets.push(ReplicaSetView {
                     name: rs.metadata.name.clone().unwrap(),
                     hash,
@@ -211,6 +212,7 @@ impl Sim {
                         .and_then(|r| r.parse().ok()),
                     created: Some(now),
                     status_current: true,
+                    injected: injected.unwrap_or_default(),
                     ..Default::default()
                 });
             }
@@ -230,6 +232,9 @@ impl Sim {
                         }
                         REVISION_ANNOTATION => rs.revision = value.as_ref().map(|v| v.parse().unwrap()),
                         REVISION_HISTORY_ANNOTATION => rs.revision_history = value.clone(),
+                        EPHEMERAL_METADATA_ANNOTATION => {
+                            rs.injected = value.as_deref().map(metadata::parse_record).unwrap_or_default()
+                        }
                         _ => {}
                     }
                 }
@@ -303,7 +308,7 @@ impl Sim {
             Action::DeleteTemplateRecord { name } => {
                 self.records.remove(name);
             }
-            Action::EvictPod { .. } => {}
+            Action::EvictPod { .. } | Action::SetTemplateMetadata { .. } | Action::SetPodMetadata { .. } => {}
         }
     }
 
@@ -570,6 +575,14 @@ fn invalid_specs_are_reported_and_nothing_is_written() {
                 canary.max_unavailable = Some(IntOrString::String("0%".into()));
             }),
             "maxSurge and maxUnavailable are both 0",
+        ),
+        (
+            Box::new(|r| {
+                let labels = Some([("app".to_string(), "canary".to_string())].into());
+                r.spec.strategy.canary.as_mut().unwrap().canary_metadata =
+                    Some(crate::api::PodMetadata { labels, annotations: None });
+            }),
+            "spec.strategy.canary.canaryMetadata.labels.app: the selector and the pod-template hash label",
         ),
     ];
     for (edit, expected) in cases {
@@ -1315,4 +1328,59 @@ fn a_stable_replica_set_without_a_record_is_reported_and_nothing_moves() {
     assert_eq!(sim.vs_weights(), (100, 0));
     assert_eq!(sim.selector("web-stable"), Some(hash_of("v2")));
     assert_eq!(phase(&sim), "Healthy");
+}
+
+fn with_ephemeral_metadata(mut rollout: Rollout) -> Rollout {
+    let canary = rollout.spec.strategy.canary.as_mut().unwrap();
+    let metadata = |role: &str| crate::api::PodMetadata {
+        labels: Some([("role".to_string(), role.to_string())].into()),
+        annotations: (role == "canary").then(|| [("canary-since".to_string(), "v2".to_string())].into()),
+    };
+    canary.stable_metadata = Some(metadata("stable"));
+    canary.canary_metadata = Some(metadata("canary"));
+    rollout
+}
+
+#[test]
+fn ephemeral_metadata_follows_each_replica_set_role() {
+    let mut sim =
+        Sim::new(observed(with_istio(with_ephemeral_metadata(rollout(2, vec![set_weight(50), pause(None)])))));
+    let first = sim.step();
+    let created = first.actions.iter().find_map(|a| match a {
+        Action::CreateReplicaSet(rs) => Some(rs.clone()),
+        _ => None,
+    });
+    let template_labels = created.unwrap().spec.unwrap().template.unwrap().metadata.unwrap().labels.unwrap();
+    assert_eq!(template_labels["role"], "stable", "the first revision is stable at once");
+    sim.settle();
+    let (v1, v2) = (hash_of("v1"), hash_of("v2"));
+    let role =
+        |sim: &Sim, hash: &str| sim.rs(hash).unwrap().injected.labels.clone().unwrap_or_default().get("role").cloned();
+    assert_eq!(role(&sim, &v1).as_deref(), Some("stable"));
+
+    sim.update_template("v2");
+    sim.settle();
+    assert_eq!((role(&sim, &v1).as_deref(), role(&sim, &v2).as_deref()), (Some("stable"), Some("canary")));
+    sim.set_status(|s| s.pause_conditions = None);
+    sim.run_for(5);
+    assert_eq!(phase(&sim), "Healthy");
+    assert_eq!((role(&sim, &v1), role(&sim, &v2).as_deref()), (None, Some("stable")), "old pods lose theirs");
+    // The promotion changed the template, relabelled the pods, then recorded it, in that order.
+    let actions: Vec<&Action> = sim.plans.iter().flat_map(|p| &p.actions).collect();
+    let position = |wanted: fn(&Action) -> bool| actions.iter().rposition(|a| wanted(a)).unwrap();
+    let template = position(
+        |a| matches!(a, Action::SetTemplateMetadata { change, .. } if change.labels.get("role") == Some(&Some("stable".into()))),
+    );
+    let pods = position(
+        |a| matches!(a, Action::SetPodMetadata { change, .. } if change.labels.get("role") == Some(&Some("stable".into()))),
+    );
+    let record = position(
+        |a| matches!(a, Action::PatchReplicaSet { annotations, .. } if annotations.get(EPHEMERAL_METADATA_ANNOTATION).is_some_and(|r| r.as_deref().is_some_and(|r| r.contains("stable")))),
+    );
+    assert!(template < pods && pods < record, "{actions:#?}");
+    let removal = actions.iter().find_map(|a| match a {
+        Action::SetPodMetadata { hash, change, .. } if *hash == v2 => change.annotations.get("canary-since").cloned(),
+        _ => None,
+    });
+    assert_eq!(removal, Some(None), "the canary's annotation is removed at promotion");
 }

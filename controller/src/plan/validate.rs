@@ -53,6 +53,7 @@ pub fn validate(observed: &Observed) -> Result<ValidRollout<'_>, String> {
     let steps = canary.steps.as_deref().unwrap_or_default();
     check_strategy(spec, canary, steps)?;
     let (template, selector) = resolve_template(observed)?;
+    check_ephemeral_metadata(canary, &selector)?;
     let services = check_services(observed, canary, &template)?;
     let virtual_services = check_virtual_services(observed, canary, services)?;
     Ok(ValidRollout { canary, steps, template, selector, services, virtual_services })
@@ -72,8 +73,6 @@ fn unsupported_features(spec: &RolloutSpec, canary: &CanaryStrategy) -> Result<(
     flag(&mut found, canary.anti_affinity.is_some(), "spec.strategy.canary.antiAffinity");
     flag(&mut found, canary.ping_pong.is_some(), "spec.strategy.canary.pingPong");
     flag(&mut found, canary.replica_progress_threshold.is_some(), "spec.strategy.canary.replicaProgressThreshold");
-    flag(&mut found, canary.stable_metadata.is_some(), "spec.strategy.canary.stableMetadata");
-    flag(&mut found, canary.canary_metadata.is_some(), "spec.strategy.canary.canaryMetadata");
     if let Some(routing) = &canary.traffic_routing {
         for router in routing.other_routers.keys() {
             found.push(format!("spec.strategy.canary.trafficRouting.{router} (only istio is)"));
@@ -222,6 +221,26 @@ fn resolve_template(observed: &Observed) -> Result<(PodTemplateSpec, LabelSelect
         ));
     }
     Ok((template, selector))
+}
+
+/// Ephemeral labels must leave the labels that tie pods to their ReplicaSet alone.
+fn check_ephemeral_metadata(canary: &CanaryStrategy, selector: &LabelSelector) -> Result<(), String> {
+    let selector_labels = selector.match_labels.clone().unwrap_or_default();
+    for (field, metadata) in [("stableMetadata", &canary.stable_metadata), ("canaryMetadata", &canary.canary_metadata)]
+    {
+        let labels = metadata.as_ref().and_then(|m| m.labels.as_ref());
+        if let Some(key) = labels
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k)
+            .find(|k| k.as_str() == POD_TEMPLATE_HASH_LABEL || selector_labels.contains_key(k.as_str()))
+        {
+            return Err(format!(
+                "spec.strategy.canary.{field}.labels.{key}: the selector and the pod-template hash label are the controller's; use another label"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_services<'a>(

@@ -83,12 +83,13 @@ fn action_kind(action: &Action) -> &'static str {
         Action::CreateReplicaSet(_)
         | Action::AdoptReplicaSet { .. }
         | Action::PatchReplicaSet { .. }
-        | Action::DeleteReplicaSet { .. } => "replicaset",
+        | Action::DeleteReplicaSet { .. }
+        | Action::SetTemplateMetadata { .. } => "replicaset",
         Action::RecordTemplate(_) | Action::DeleteTemplateRecord { .. } => "controllerrevision",
         Action::SetServiceSelector { .. } => "service",
         Action::SetVirtualServiceWeights { .. } => "virtualservice",
         Action::ScaleWorkload { .. } => "deployment",
-        Action::EvictPod { .. } => "pod",
+        Action::EvictPod { .. } | Action::SetPodMetadata { .. } => "pod",
     }
 }
 
