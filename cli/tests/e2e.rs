@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use e2e::{TestNamespace, User, kubeconfig_path, poll_until, read_repo_file};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use kube::ResourceExt;
 use rollouts_controller::api::Rollout;
 use tokio::io::AsyncReadExt;
 
@@ -155,6 +156,18 @@ fn web_rollout() -> String {
 }
 
 /// Applies `web`, waits for Healthy, updates the image and waits at the first pause.
+/// The Rollout's ReplicaSets by name, with their revision.
+async fn replica_sets(ns: &TestNamespace) -> Result<Vec<(String, Option<String>)>> {
+    let list = ns.api::<ReplicaSet>().list(&Default::default()).await?;
+    let mut replica_sets: Vec<(String, Option<String>)> = list
+        .items
+        .iter()
+        .map(|rs| (rs.name_any(), rs.annotations().get("rollout.argoproj.io/revision").cloned()))
+        .collect();
+    replica_sets.sort();
+    Ok(replica_sets)
+}
+
 async fn paused_web(ns: &TestNamespace, plugin: &Plugin) -> Result<()> {
     ns.apply(&web_rollout()).await?;
     plugin.watch_until_healthy("web").await?;
@@ -365,13 +378,18 @@ async fn undo_puts_the_previous_template_back_in_the_rollout() -> Result<()> {
     assert_eq!(plugin.ok(&["promote", "web", "--full"]).await?, "rollout 'web' fully promoted\n");
     plugin.watch_until_healthy("web").await?;
 
+    let before: Vec<String> = replica_sets(&ns).await?.into_iter().map(|(name, _)| name).collect();
     assert_eq!(plugin.ok(&["undo", "web"]).await?, "rollout 'web' rolled back to revision 1\n");
     let rollout = plugin.rollout("web").await?;
     let image = rollout.spec.template.and_then(|t| t.spec).and_then(|s| s.containers[0].image.clone());
     assert_eq!(image.as_deref(), Some("nginx:1.26"));
-    // The old template is the canary now, and walks the steps again.
+    // The old template is the canary now, and walks the steps again, on its old ReplicaSet (the
+    // template undo copied has the apiserver's defaults in it; it is the same template).
     let get = plugin.wait_pause_step("web", 1).await?;
     assert_line(&get, "                 nginx:1.26 (canary)");
+    let after = replica_sets(&ns).await?;
+    assert_eq!(after.iter().map(|(name, _)| name.clone()).collect::<Vec<_>>(), before, "no new ReplicaSet");
+    assert!(after.iter().any(|(_, revision)| revision.as_deref() == Some("3")), "the old one is revision 3: {after:?}");
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! idempotent actions, the status to write and when to look again. `apply` executes it.
 
 mod conditions;
+pub mod defaults;
 pub mod hash;
 pub mod metadata;
 mod observed;
@@ -289,9 +290,17 @@ struct Planner<'a> {
 
 impl<'a> Planner<'a> {
     fn new(observed: &'a Observed, valid: ValidRollout<'a>, before: RolloutStatus) -> Self {
-        let hash = hash::pod_template_hash(&valid.template, before.collision_count);
+        let ephemeral: Vec<&PodMetadata> =
+            [&valid.canary.stable_metadata, &valid.canary.canary_metadata].into_iter().flatten().collect();
+        let hashes = [
+            hash::pod_template_hash(&valid.template, &ephemeral, before.collision_count),
+            hash::legacy_pod_template_hash(&valid.template, before.collision_count),
+        ];
+        // A ReplicaSet made by an earlier version carries the legacy hash of the same template.
+        let new_rs = hashes.iter().find_map(|h| observed.replica_sets.iter().find(|rs| rs.hash == *h && !rs.deleting));
+        let [hash, _] = hashes;
+        let hash = new_rs.map_or(hash, |rs| rs.hash.clone());
         let step_hash = hash::step_hash(valid.steps);
-        let new_rs = observed.replica_sets.iter().find(|rs| rs.hash == hash && !rs.deleting);
         let mut next = before.clone();
         let conditions = next.conditions.take().unwrap_or_default();
         Planner {

@@ -359,7 +359,7 @@ impl Sim {
 }
 
 fn hash_of(image: &str) -> String {
-    hash::pod_template_hash(&template(image), None)
+    hash::pod_template_hash(&template(image), &[], None)
 }
 
 fn phase(sim: &Sim) -> String {
@@ -1383,4 +1383,26 @@ fn ephemeral_metadata_follows_each_replica_set_role() {
         _ => None,
     });
     assert_eq!(removal, Some(None), "the canary's annotation is removed at promotion");
+}
+
+#[test]
+fn a_replica_set_named_by_the_legacy_hash_is_still_the_current_revision() {
+    let mut sim = healthy_basic(vec![set_weight(25), pause(None)]);
+    let legacy = hash::legacy_pod_template_hash(&template("v1"), None);
+    assert_ne!(legacy, hash_of("v1"));
+    // As an earlier version of the controller left it.
+    for rs in &mut sim.observed.replica_sets {
+        rs.hash = legacy.clone();
+        rs.name = format!("web-{legacy}");
+    }
+    sim.set_status(|s| {
+        s.current_pod_hash = Some(legacy.clone());
+        s.stable_rs = Some(legacy.clone());
+    });
+    let plan = sim.step();
+    assert!(!plan.actions.iter().any(|a| matches!(a, Action::CreateReplicaSet(_))), "{:?}", plan.actions);
+    assert_eq!(phase(&sim), "Healthy");
+    sim.update_template("v2");
+    sim.settle();
+    assert!(sim.rs(&hash_of("v2")).is_some(), "a new revision gets the new hash");
 }
