@@ -89,11 +89,16 @@ async fn the_standby_takes_over_when_the_leader_dies() -> Result<()> {
     assert!(failover <= Duration::from_secs(8), "failover took {failover:?}");
 
     ns.wait_phase("web", "Healthy").await?;
-    let after = event_reporters(&ns).await?;
-    assert!(
-        after.iter().any(|(instance, reason)| *instance == standby.identity && reason == "RolloutCompleted"),
-        "the new leader finished the rollout: {after:?}"
-    );
+    // Events are written in the background, after the status: wait for it rather than race it.
+    let completed_by_standby = poll_until(Duration::from_secs(10), || async {
+        let after = event_reporters(&ns).await?;
+        Ok(after
+            .iter()
+            .any(|(instance, reason)| *instance == standby.identity && reason == "RolloutCompleted")
+            .then_some(()))
+    })
+    .await;
+    assert!(completed_by_standby.is_ok(), "the new leader finished the rollout: {:?}", event_reporters(&ns).await?);
     println!("failover took {failover:?}");
     Ok(())
 }
