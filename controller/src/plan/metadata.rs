@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::{CanaryStrategy, PodMetadata};
+use super::Action;
+use super::planner::Planner;
+use crate::api::{CanaryStrategy, EPHEMERAL_METADATA_ANNOTATION, PodMetadata};
 
 /// The role of a ReplicaSet's pods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +71,43 @@ pub fn record(metadata: &PodMetadata) -> Option<String> {
 /// The record read back; an unreadable one counts as nothing injected.
 pub fn parse_record(text: &str) -> PodMetadata {
     serde_json::from_str(text).unwrap_or_default()
+}
+
+impl<'a> Planner<'a> {
+    /// The role of the pods of `hash`: the current template's are stable once promoted, canary
+    /// until then; the stable's are stable; others have none.
+    pub(super) fn role(&self, hash: &str) -> Role {
+        if hash == self.hash {
+            if self.stable_rs().is_some() { Role::Canary } else { Role::Stable }
+        } else if self.stable_hash() == Some(hash) {
+            Role::Stable
+        } else {
+            Role::Other
+        }
+    }
+
+    /// Ephemeral metadata follows each ReplicaSet's role: template first (so new pods have it),
+    /// then the pods, then the record, so a crash in between repeats the whole change.
+    pub(super) fn ephemeral_metadata(&mut self) {
+        for rs in self.observed.replica_sets.iter().filter(|rs| rs.owned && !rs.deleting) {
+            let desired = desired(self.valid.canary, self.role(&rs.hash));
+            if rs.injected == desired {
+                continue;
+            }
+            let change = change(&rs.injected, &desired);
+            let replica_set = rs.name.clone();
+            self.actions.push(Action::SetTemplateMetadata { replica_set: replica_set.clone(), change: change.clone() });
+            if rs.spec_replicas > 0 || rs.status_replicas > 0 {
+                self.actions.push(Action::SetPodMetadata {
+                    replica_set: replica_set.clone(),
+                    hash: rs.hash.clone(),
+                    change,
+                });
+            }
+            let record = BTreeMap::from([(EPHEMERAL_METADATA_ANNOTATION.to_string(), record(&desired))]);
+            self.actions.push(Action::PatchReplicaSet { name: replica_set, replicas: None, annotations: record });
+        }
+    }
 }
 
 #[cfg(test)]

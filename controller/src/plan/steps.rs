@@ -1,176 +1,153 @@
-//! Reading the canary steps: weights in force, setCanaryScale, pause durations, step names.
+//! The step machine: whether the current step is done (decided in one place), completing it,
+//! and pauses.
 
-use std::time::Duration;
+use k8s_openapi::jiff::SignedDuration;
 
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use super::later;
+use super::planner::Planner;
+use super::step_list;
+use crate::api::PauseCondition;
 
-use crate::api::{CanaryStep, SetCanaryScale};
-
-/// Weight of the most recent `setWeight` at or before `index`, 0 if none; 100 past the last step.
-pub fn set_weight_at(steps: &[CanaryStep], index: usize) -> i32 {
-    if index >= steps.len() {
-        return 100;
+impl<'a> Planner<'a> {
+    /// A scaling event (spec.replicas changed since the ReplicaSets were sized) re-splits the
+    /// pods without advancing a step.
+    pub(super) fn scaling_event(&self) -> bool {
+        [self.new_rs, self.stable_rs()]
+            .into_iter()
+            .flatten()
+            .filter(|rs| rs.spec_replicas > 0)
+            .any(|rs| rs.desired_replicas_annotation.is_some_and(|d| d != self.replicas))
     }
-    set_weight_through(steps, index + 1)
-}
 
-/// Weight of the most recent `setWeight` strictly before `index`, 0 if none.
-pub fn set_weight_before(steps: &[CanaryStep], index: usize) -> i32 {
-    set_weight_through(steps, index.min(steps.len()))
-}
-
-fn set_weight_through(steps: &[CanaryStep], end: usize) -> i32 {
-    steps[..end].iter().rev().find_map(|step| step.set_weight).unwrap_or(0)
-}
-
-/// The `setCanaryScale` in force at `index`: the most recent one at or before it, unless that one
-/// hands the canary's size back to the traffic weight (`matchTrafficWeight`).
-pub fn canary_scale_at(steps: &[CanaryStep], index: usize) -> Option<&SetCanaryScale> {
-    let end = (index + 1).min(steps.len());
-    let scale = steps[..end].iter().rev().find_map(|step| step.set_canary_scale.as_ref())?;
-    (!scale.match_traffic_weight.unwrap_or(false)).then_some(scale)
-}
-
-/// Longer pauses are refused: their end would be past any time a clock can name.
-const MAX_PAUSE_SECONDS: u64 = 1_000_000_000_000;
-
-/// A pause duration: a number of seconds, or a Go-style duration such as "1m30s". `None` when
-/// the text is not a valid duration or is longer than 31,000 years.
-pub fn parse_duration(value: &IntOrString) -> Option<Duration> {
-    let seconds = match value {
-        IntOrString::Int(seconds) => u64::try_from(*seconds).ok(),
-        IntOrString::String(text) => parse_duration_text(text),
-    }?;
-    (seconds < MAX_PAUSE_SECONDS).then(|| Duration::from_secs(seconds))
-}
-
-/// Whole seconds of a duration text.
-fn parse_duration_text(text: &str) -> Option<u64> {
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Some(seconds);
+    /// Steps do not move while aborted, promoted, finished, paused by a person or rescaling.
+    pub(super) fn steps_held(&self) -> bool {
+        self.aborted()
+            || self.promoted()
+            || self.at_end()
+            || self.paused_by_user()
+            || self.scaling_event()
+            || self.stable_missing
     }
-    if text.is_empty() {
-        return None;
-    }
-    let mut total = 0f64;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let (number, after) = rest.split_at(number_len);
-        let number: f64 = number.parse().ok()?;
-        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
-        let (unit, after) = after.split_at(unit_len);
-        let unit_seconds = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += number * unit_seconds;
-        rest = after;
-    }
-    // Like upstream, fractions of a second are dropped.
-    (total.is_finite() && total < MAX_PAUSE_SECONDS as f64).then_some(total as u64)
-}
 
-/// How a step reads in Events and messages, e.g. `setWeight: 10`, `pause: 30s`.
-pub fn describe_step(step: &CanaryStep) -> String {
-    if let Some(weight) = step.set_weight {
-        return format!("setWeight: {weight}");
-    }
-    if let Some(pause) = &step.pause {
-        return match &pause.duration {
-            Some(IntOrString::Int(seconds)) => format!("pause: {seconds}s"),
-            Some(IntOrString::String(text)) => format!("pause: {text}"),
-            None => "pause".into(),
-        };
-    }
-    if let Some(scale) = &step.set_canary_scale {
-        return match (scale.replicas, scale.weight, scale.match_traffic_weight) {
-            (Some(replicas), _, _) => format!("setCanaryScale{{replicas: {replicas}}}"),
-            (None, Some(weight), _) => format!("setCanaryScale{{weight: {weight}}}"),
-            _ => "setCanaryScale{matchTrafficWeight: true}".into(),
-        };
-    }
-    "unsupported step".into()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::RolloutPause;
-
-    fn weight(w: i32) -> CanaryStep {
-        CanaryStep { set_weight: Some(w), ..Default::default() }
-    }
-    fn pause() -> CanaryStep {
-        CanaryStep { pause: Some(RolloutPause::default()), ..Default::default() }
-    }
-    fn scale(replicas: Option<i32>, matches: bool) -> CanaryStep {
-        CanaryStep {
-            set_canary_scale: Some(SetCanaryScale {
-                replicas,
-                weight: None,
-                match_traffic_weight: matches.then_some(true),
-            }),
-            ..Default::default()
+    /// Completes the current step if it is done. Asked twice per plan: before the writes are
+    /// planned, so a pause that expired hands over to the next step's sizing and weights in this
+    /// same plan; and after, so a setWeight step whose weight this plan writes is done with it
+    /// (the status is written only once every action succeeded): the step, its weights and the
+    /// next pause land in one status write.
+    pub(super) fn advance_step(&mut self, writes_planned: bool) {
+        if !self.steps_held() && self.step_done(writes_planned) {
+            self.complete_step(self.index());
         }
     }
 
-    #[test]
-    fn set_weight_follows_the_most_recent_step() {
-        let steps = [pause(), weight(10), pause(), weight(50)];
-        assert_eq!(set_weight_at(&steps, 0), 0);
-        assert_eq!(set_weight_at(&steps, 1), 10);
-        assert_eq!(set_weight_at(&steps, 2), 10);
-        assert_eq!(set_weight_at(&steps, 3), 50);
-        assert_eq!(set_weight_at(&steps, 4), 100, "past the last step");
-        assert_eq!(set_weight_before(&steps, 3), 10);
-        assert_eq!(set_weight_before(&steps, 1), 0);
-        assert_eq!(set_weight_at(&[], 0), 100);
+    /// Whether the current step is done: the one place that decides it. A step that isn't says
+    /// what it waits for.
+    fn step_done(&mut self, writes_planned: bool) -> bool {
+        let index = self.index();
+        let step = &self.valid.steps[index];
+        if self.at_match_traffic_weight() {
+            // It sizes nothing itself: done once reached.
+            return !writes_planned;
+        }
+        if let Some(pause) = &step.pause {
+            return !writes_planned && self.pause_done(pause.duration.as_ref(), index, self.valid.steps.len());
+        }
+        if step.set_weight.is_none() && step.set_canary_scale.is_none() {
+            return false;
+        }
+        let sized = self.sizing_step_done(writes_planned);
+        if writes_planned { sized && step.set_weight.is_some() && self.written_weight.is_some() } else { sized }
     }
 
-    #[test]
-    fn set_canary_scale_holds_until_match_traffic_weight() {
-        let steps = [scale(Some(2), false), pause(), scale(None, true), weight(10)];
-        assert_eq!(canary_scale_at(&steps, 0).and_then(|s| s.replicas), Some(2));
-        assert_eq!(canary_scale_at(&steps, 1).and_then(|s| s.replicas), Some(2));
-        assert!(canary_scale_at(&steps, 2).is_none());
-        assert!(canary_scale_at(&steps, 3).is_none());
-        assert!(canary_scale_at(&[weight(5)], 0).is_none());
+    /// Whether the current setWeight or setCanaryScale step has its pods and weights; if not,
+    /// what it waits for (the weights only once this plan's own writes are known).
+    fn sizing_step_done(&mut self, writes_planned: bool) -> bool {
+        let index = self.index();
+        let total = self.valid.steps.len();
+        let wants_weight = self.valid.steps[index].set_weight.is_some() && self.routed();
+        let (canary, stable) = self.targets();
+        let at_counts = self.at_counts(canary, stable);
+        let target = step_list::set_weight_at(self.valid.steps, index);
+        let weight_ok = !wants_weight || self.weights_after_writes().iter().all(|w| *w == target);
+        if !at_counts {
+            self.wait_for_counts(canary, stable);
+        } else if !weight_ok && writes_planned {
+            self.wait(format!("step {index}/{total}: waiting for the VirtualService weights to be set"));
+        }
+        at_counts && weight_ok
     }
 
-    #[test]
-    fn durations_parse_like_go() {
-        let secs = |s: &str| parse_duration(&IntOrString::String(s.into())).map(|d| d.as_secs());
-        assert_eq!(parse_duration(&IntOrString::Int(10)), Some(Duration::from_secs(10)));
-        assert_eq!(parse_duration(&IntOrString::Int(-1)), None);
-        assert_eq!(secs("30"), Some(30));
-        assert_eq!(secs("30s"), Some(30));
-        assert_eq!(secs("1m30s"), Some(90));
-        assert_eq!(secs("1h"), Some(3600));
-        assert_eq!(secs("1.5s"), Some(1));
-        assert_eq!(secs("500ms"), Some(0));
-        assert_eq!(secs("10x"), None);
-        assert_eq!(secs("s"), None);
-        assert_eq!(secs(""), None);
-        assert_eq!(secs("99999999999999"), None, "beyond any clock");
-        assert_eq!(secs("9999999999h"), None);
+    pub(super) fn complete_step(&mut self, index: usize) {
+        let total = self.valid.steps.len();
+        let step = &self.valid.steps[index];
+        let description = step_list::describe_step(step);
+        self.next.current_step_index = Some(i32::try_from(index + 1).unwrap_or(i32::MAX));
+        self.event("RolloutStepCompleted", format!("Rollout step {}/{total} completed ({description})", index + 1));
+        let had_pause = !self.pause_conditions().is_empty() || self.next.controller_pause == Some(true);
+        if had_pause {
+            self.next.pause_conditions = None;
+            self.next.controller_pause = None;
+            self.event("RolloutResumed", "Rollout is resumed".into());
+        }
+        // Entering a pause step starts its clock now.
+        if let Some(next_step) = self.valid.steps.get(index + 1)
+            && next_step.pause.is_some()
+        {
+            self.enter_pause();
+            let duration = next_step.pause.as_ref().and_then(|p| p.duration.as_ref());
+            self.pause_done(duration, index + 1, total);
+        }
     }
 
-    #[test]
-    fn steps_describe_themselves_like_upstream() {
-        assert_eq!(describe_step(&weight(10)), "setWeight: 10");
-        assert_eq!(describe_step(&pause()), "pause");
-        let timed = CanaryStep {
-            pause: Some(RolloutPause { duration: Some(IntOrString::String("10s".into())) }),
-            ..Default::default()
+    pub(super) fn enter_pause(&mut self) {
+        self.next.pause_conditions =
+            Some(vec![PauseCondition { reason: "CanaryPauseStep".into(), start_time: self.stamp() }]);
+        self.next.controller_pause = Some(true);
+        self.event("RolloutPaused", "Rollout is paused (CanaryPauseStep)".into());
+    }
+
+    /// Whether the pause step at `index` is over: promoted by a person, or its duration has
+    /// passed. Messages show it as "step index/total", like the plugin.
+    pub(super) fn pause_done(
+        &mut self,
+        duration: Option<&k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>,
+        index: usize,
+        total: usize,
+    ) -> bool {
+        let started = self.pause_conditions().iter().find(|c| c.reason == "CanaryPauseStep").map(|c| c.start_time.0);
+        let Some(started) = started else {
+            if self.next.controller_pause == Some(true) {
+                return true; // the pause condition was cleared: promoted
+            }
+            self.enter_pause();
+            return self.pause_done(duration, index, total);
         };
-        assert_eq!(describe_step(&timed), "pause: 10s");
-        assert_eq!(describe_step(&scale(Some(3), false)), "setCanaryScale{replicas: 3}");
-        assert_eq!(describe_step(&scale(None, true)), "setCanaryScale{matchTrafficWeight: true}");
+        let Some(duration) = duration.and_then(step_list::parse_duration) else {
+            self.wait(format!("CanaryPauseStep: step {index}/{total}: paused until promoted"));
+            return false;
+        };
+        let ends = later(started, SignedDuration::try_from(duration).unwrap_or(SignedDuration::MAX));
+        if self.now >= ends {
+            self.pause_expired_at = Some(ends);
+            return true;
+        }
+        self.requeue_at(ends);
+        self.wait(format!("CanaryPauseStep: step {index}/{total}: paused until {ends}"));
+        false
+    }
+
+    /// The canary weight the replicas are sized for.
+    pub(super) fn replica_weight(&self) -> i32 {
+        if self.aborted() { 0 } else { step_list::set_weight_at(self.valid.steps, self.index()) }
+    }
+
+    /// A `setCanaryScale{matchTrafficWeight}` step only hands the canary's size back to the
+    /// weights; it sizes nothing itself, so the canary never drops to zero on the way.
+    pub(super) fn at_match_traffic_weight(&self) -> bool {
+        !self.aborted()
+            && self
+                .current_step()
+                .and_then(|s| s.set_canary_scale.as_ref())
+                .is_some_and(|s| s.match_traffic_weight == Some(true))
     }
 }

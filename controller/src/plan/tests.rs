@@ -3,9 +3,13 @@
 
 use super::*;
 use crate::api::{
-    CanaryStep, CanaryStrategy, IstioTrafficRouting, IstioVirtualService, RolloutPause, RolloutSpec, RolloutStrategy,
-    SetCanaryScale, TRAFFIC_CHANGED_ANNOTATION, TrafficRouting, WorkloadRef,
+    CanaryStep, CanaryStrategy, DESIRED_REPLICAS_ANNOTATION, EPHEMERAL_METADATA_ANNOTATION, FINALIZER,
+    IstioTrafficRouting, IstioVirtualService, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION,
+    REVISION_HISTORY_ANNOTATION, RolloutPause, RolloutSpec, RolloutStrategy, SCALE_DOWN_DEADLINE_ANNOTATION,
+    SetCanaryScale, TRAFFIC_CHANGED_ANNOTATION, TrafficRouting, WORKLOAD_GENERATION_ANNOTATION, WorkloadRef,
 };
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use proptest::prelude::*;
 use serde_json::json;

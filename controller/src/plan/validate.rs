@@ -150,7 +150,7 @@ fn check_strategy(spec: &RolloutSpec, canary: &CanaryStrategy, steps: &[CanarySt
     }
     for (index, step) in steps.iter().enumerate() {
         if let Some(duration) = step.pause.as_ref().and_then(|p| p.duration.as_ref())
-            && super::steps::parse_duration(duration).is_none()
+            && super::step_list::parse_duration(duration).is_none()
         {
             return Err(format!(
                 "spec.strategy.canary.steps[{index}].pause.duration is not a duration; use seconds or e.g. 30s, 5m"

@@ -1,0 +1,402 @@
+//! How many pods the canary and stable ReplicaSets get at this step, sizing them, and creating
+//! ReplicaSets (a new revision's, or a deleted stable's again from its recorded template).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{ControllerRevision, ReplicaSet, ReplicaSetSpec};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
+use k8s_openapi::jiff::Timestamp;
+
+use super::metadata::{self, Role};
+use super::planner::Planner;
+use super::replicas::{self, BasicCanary, RoutedCanary, Scale};
+use super::step_list;
+use super::{Action, Event, ReplicaSetView, rollout_name, seconds};
+use crate::api::{
+    DESIRED_REPLICAS_ANNOTATION, EPHEMERAL_METADATA_ANNOTATION, POD_TEMPLATE_HASH_LABEL, PodMetadata,
+    REVISION_ANNOTATION, REVISION_HISTORY_ANNOTATION, Rollout, SCALE_DOWN_DEADLINE_ANNOTATION,
+    WORKLOAD_GENERATION_ANNOTATION,
+};
+
+/// Default seconds a canary is kept after an abort moved its traffic away.
+const DEFAULT_ABORT_SCALE_DOWN_DELAY: i64 = 30;
+
+impl<'a> Planner<'a> {
+    /// Pods the canary should end up with at this step (before any hold).
+    pub(super) fn canary_goal(&self) -> i32 {
+        if self.stable_rs().is_none() {
+            return self.replicas;
+        }
+        if self.routed() {
+            return self.routed_targets().0;
+        }
+        let (surge, _) = replicas::fenceposts(
+            self.valid.canary.max_surge.as_ref(),
+            self.valid.canary.max_unavailable.as_ref(),
+            self.replicas,
+        );
+        replicas::weighted_split(self.replicas, self.replica_weight(), surge).0
+    }
+
+    pub(super) fn routed_targets(&self) -> (i32, i32) {
+        let canary = self.valid.canary;
+        let explicit = (!self.aborted()).then(|| step_list::canary_scale_at(self.valid.steps, self.index())).flatten();
+        let weight = explicit.and_then(|s| s.weight).unwrap_or_else(|| self.replica_weight());
+        let observed = self.observed_weights();
+        let actual = observed.first().map(|w| (*w, 100 - *w));
+        replicas::routed_canary(RoutedCanary {
+            replicas: self.replicas,
+            weight,
+            explicit_canary: explicit.and_then(|s| s.replicas),
+            min_pods_per_replica_set: canary.min_pods_per_replica_set,
+            dynamic_stable_scale: canary.dynamic_stable_scale == Some(true),
+            actual_weights: actual,
+            aborted: self.aborted(),
+        })
+    }
+
+    /// Desired pods of the canary (current template) and stable ReplicaSets.
+    pub(super) fn targets(&self) -> (i32, i32) {
+        let (canary_pods, stable_pods) = self.unheld_targets();
+        let current = self.new_rs.map_or(0, |rs| rs.spec_replicas);
+        // Pods a Service still selects stay until it has moved away (see `route_services`).
+        let hold = self.at_match_traffic_weight()
+            || self.stable_rs().is_some() && self.canary_goal() == 0 && self.canary_service_on_canary()
+            || self.aborted() && self.routed() && !self.abort_scale_down_due();
+        (if hold { canary_pods.max(current) } else { canary_pods }, stable_pods)
+    }
+
+    pub(super) fn unheld_targets(&self) -> (i32, i32) {
+        // The canary is not grown to stand in for a deleted stable, unless a full promotion asks.
+        if self.stable_missing && self.next.promote_full != Some(true) {
+            return (self.new_rs.map_or(0, |rs| rs.spec_replicas), self.replicas);
+        }
+        let Some(stable) = self.stable_rs() else {
+            return (self.replicas, 0);
+        };
+        let canary = self.valid.canary;
+        if self.routed() {
+            return self.routed_targets();
+        }
+        let (surge, unavailable) =
+            replicas::fenceposts(canary.max_surge.as_ref(), canary.max_unavailable.as_ref(), self.replicas);
+        let scale = |rs: &ReplicaSetView| Scale { spec: rs.spec_replicas, available: rs.available };
+        let others_spec = self.others().map(|rs| rs.spec_replicas).sum();
+        replicas::basic_canary(BasicCanary {
+            replicas: self.replicas,
+            weight: self.replica_weight(),
+            surge,
+            unavailable,
+            canary: self.new_rs.map(scale),
+            stable: Some(scale(stable)),
+            others_spec,
+        })
+    }
+
+    pub(super) fn others(&self) -> impl Iterator<Item = &'a ReplicaSetView> + '_ {
+        let stable = self.stable_hash().map(str::to_owned);
+        self.observed
+            .replica_sets
+            .iter()
+            .filter(move |rs| rs.hash != self.hash && Some(&rs.hash) != stable.as_ref() && !rs.deleting)
+    }
+
+    /// The canary and stable have the pods this step asks for, all available.
+    pub(super) fn at_counts(&self, canary: i32, stable: i32) -> bool {
+        let new_ok =
+            self.new_rs.is_some_and(|rs| rs.spec_replicas == canary && rs.available >= canary && rs.status_current);
+        let dynamic = self.routed() && self.valid.canary.dynamic_stable_scale == Some(true);
+        let stable_ok =
+            dynamic || self.stable_rs().is_none_or(|rs| rs.spec_replicas == stable && rs.status_replicas == stable);
+        let others_ok = self.routed() || self.others().all(|rs| rs.available == 0);
+        new_ok && stable_ok && others_ok
+    }
+
+    pub(super) fn wait_for_counts(&mut self, canary: i32, stable: i32) {
+        let new_name = self.new_rs.map_or_else(|| format!("{}-{}", self.name(), self.hash), |rs| rs.name.clone());
+        let new_available = self.new_available();
+        if new_available < canary || self.new_rs.is_none_or(|rs| rs.spec_replicas != canary) {
+            self.wait(format!("waiting for canary ReplicaSet {new_name}: {new_available} of {canary} pods available"));
+            return;
+        }
+        if let Some(rs) = self.stable_rs()
+            && (rs.spec_replicas != stable || rs.status_replicas != stable)
+        {
+            // Count what is awaited: pods to come, or pods to go.
+            let message = if rs.status_replicas > stable {
+                let extra = rs.status_replicas - stable;
+                format!(
+                    "waiting for stable ReplicaSet {} to scale down to {stable} pods: {extra} to terminate",
+                    rs.name
+                )
+            } else {
+                format!("waiting for stable ReplicaSet {}: {} of {stable} pods", rs.name, rs.status_replicas)
+            };
+            self.wait(message);
+            return;
+        }
+        let old = self.others().find(|rs| rs.available > 0).map(|rs| rs.name.clone());
+        if let Some(name) = old {
+            self.wait(format!("waiting for old ReplicaSet {name} to scale down"));
+        }
+    }
+
+    pub(super) fn size_replica_sets(&mut self) {
+        let (canary, stable) = self.targets();
+        // Abort: record when the canary may go, once traffic has left it.
+        if self.aborted()
+            && self.routed()
+            && !self.abort_scale_down_due()
+            && let Some(rs) = self.new_rs
+        {
+            match rs.scale_down_deadline {
+                Some(deadline) => self.requeue_at(deadline),
+                None if self.canary_traffic_gone() => {
+                    let delay = i64::from(
+                        self.valid
+                            .canary
+                            .abort_scale_down_delay_seconds
+                            .map_or(DEFAULT_ABORT_SCALE_DOWN_DELAY as i32, |d| d),
+                    );
+                    let deadline = self.now + seconds(delay);
+                    let name = rs.name.clone();
+                    self.set_deadline(&name, Some(deadline));
+                    self.requeue_at(deadline);
+                }
+                None => {}
+            }
+        }
+        if let Some(rs) = self.stable_rs() {
+            self.size(rs, stable);
+        }
+        match self.new_rs {
+            Some(rs) => self.size(rs, canary),
+            // A paused rollout starts no new revision; replica changes still apply (unlike
+            // upstream #4261).
+            None if self.paused_by_user() => {
+                self.wait("paused: the new ReplicaSet is created when the rollout is resumed")
+            }
+            None => self.create_new_rs(canary),
+        }
+    }
+
+    pub(super) fn size(&mut self, rs: &ReplicaSetView, replicas: i32) {
+        let mut annotations = BTreeMap::new();
+        if rs.desired_replicas_annotation != Some(self.replicas) {
+            annotations.insert(DESIRED_REPLICAS_ANNOTATION.to_string(), Some(self.replicas.to_string()));
+        }
+        // New and stable pods serve; a deadline on them is stale. Except an aborted canary's, and
+        // a stable's whose Service already left it: a promotion whose status is yet to be written.
+        let stable_service_left = rs.hash != self.hash
+            && self.valid.services.is_some_and(|(stable, _)| self.service_hash(stable).is_some_and(|h| h != rs.hash));
+        let keep_deadline = self.aborted() && rs.hash == self.hash || stable_service_left;
+        if rs.scale_down_deadline.is_some() && !keep_deadline {
+            annotations.insert(SCALE_DOWN_DEADLINE_ANNOTATION.to_string(), None);
+        }
+        let revision = self.revision();
+        if rs.hash == self.hash && rs.revision != Some(revision) {
+            // A rollback re-uses an old ReplicaSet: it becomes the newest revision.
+            annotations.insert(REVISION_ANNOTATION.to_string(), Some(revision.to_string()));
+            if let Some(old) = rs.revision {
+                let history = match &rs.revision_history {
+                    Some(history) => format!("{history},{old}"),
+                    None => old.to_string(),
+                };
+                annotations.insert(REVISION_HISTORY_ANNOTATION.to_string(), Some(history));
+            }
+        }
+        self.patch_rs(rs, replicas, annotations);
+    }
+
+    pub(super) fn patch_rs(
+        &mut self,
+        rs: &ReplicaSetView,
+        replicas: i32,
+        annotations: BTreeMap<String, Option<String>>,
+    ) {
+        let resize = rs.spec_replicas != replicas;
+        if !resize && annotations.is_empty() {
+            return;
+        }
+        if resize {
+            let direction = if replicas > rs.spec_replicas { "up" } else { "down" };
+            let revision = rs.revision.map_or_else(String::new, |r| format!(" (revision {r})"));
+            self.event(
+                "ScalingReplicaSet",
+                format!("Scaled {direction} ReplicaSet {}{revision} from {} to {replicas}", rs.name, rs.spec_replicas),
+            );
+        }
+        self.sizes.insert(rs.name.clone(), replicas);
+        self.actions.push(Action::PatchReplicaSet {
+            name: rs.name.clone(),
+            replicas: resize.then_some(replicas),
+            annotations,
+        });
+    }
+
+    pub(super) fn set_deadline(&mut self, name: &str, deadline: Option<Timestamp>) {
+        let value = deadline.map(|d| d.to_string());
+        let annotations = BTreeMap::from([(SCALE_DOWN_DEADLINE_ANNOTATION.to_string(), value)]);
+        self.actions.push(Action::PatchReplicaSet { name: name.into(), replicas: None, annotations });
+    }
+
+    pub(super) fn create_new_rs(&mut self, replicas: i32) {
+        let revision = self.max_other_revision() + 1;
+        let rs = new_replica_set(
+            &self.observed.rollout,
+            &self.valid.template,
+            &self.valid.selector,
+            &self.hash,
+            revision,
+            replicas,
+            self.replicas,
+            &metadata::desired(self.valid.canary, self.role(&self.hash)),
+        );
+        let name = rs.metadata.name.clone().unwrap_or_default();
+        let record = template_record(&self.observed.rollout, &self.valid.template, &self.hash, revision);
+        self.actions.push(Action::RecordTemplate(Box::new(record)));
+        self.actions.push(Action::CreateReplicaSet(Box::new(rs)));
+        self.event("RolloutUpdated", format!("Rollout updated to revision {revision}"));
+        self.event("NewReplicaSetCreated", format!("Created ReplicaSet {name} (revision {revision})"));
+        self.sizes.insert(name.clone(), replicas);
+        self.created_rs = true;
+        self.wait(format!("waiting for canary ReplicaSet {name}: 0 of {replicas} pods available"));
+    }
+
+    /// The stable ReplicaSet deleted by hand (or by a mistaken cleanup) is created again from its
+    /// recorded template, at full size; until it is back, steps, sizes and weights hold.
+    pub(super) fn recreate_stable(&mut self) {
+        let Some(stable) = self.stable_hash().filter(|h| *h != self.hash).map(str::to_owned) else {
+            return;
+        };
+        if self.rs_by_hash(&stable).is_some() {
+            return;
+        }
+        self.stable_missing = true;
+        let name = format!("{}-{stable}", self.name());
+        let Some(record) = &self.observed.stable_template else {
+            self.wait(format!(
+                "stable ReplicaSet {name} was deleted and its pod template was not recorded; restore it, or promote the canary in full"
+            ));
+            return;
+        };
+        let rs = new_replica_set(
+            &self.observed.rollout,
+            &record.template,
+            &self.valid.selector,
+            &stable,
+            record.revision,
+            self.replicas,
+            self.replicas,
+            &metadata::desired(self.valid.canary, Role::Stable),
+        );
+        self.actions.push(Action::CreateReplicaSet(Box::new(rs)));
+        self.events.push(Event {
+            warning: true,
+            reason: "ReplicaSetRecreated",
+            message: format!("Created the stable ReplicaSet {name} again: it was deleted"),
+        });
+        self.wait(format!("waiting for stable ReplicaSet {name}, created again after it was deleted"));
+    }
+}
+
+/// The Rollout as the controlling owner of what it creates.
+fn owner(rollout: &Rollout) -> OwnerReference {
+    OwnerReference {
+        api_version: "argoproj.io/v1alpha1".into(),
+        kind: "Rollout".into(),
+        name: rollout_name(rollout).into(),
+        uid: rollout.metadata.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// The record of a revision's pod template, named like its ReplicaSet.
+pub(super) fn template_record(
+    rollout: &Rollout,
+    template: &PodTemplateSpec,
+    hash: &str,
+    revision: u64,
+) -> ControllerRevision {
+    ControllerRevision {
+        metadata: ObjectMeta {
+            name: Some(format!("{}-{hash}", rollout_name(rollout))),
+            namespace: rollout.metadata.namespace.clone(),
+            labels: Some([(POD_TEMPLATE_HASH_LABEL.to_string(), hash.to_string())].into()),
+            owner_references: Some(vec![owner(rollout)]),
+            ..Default::default()
+        },
+        data: serde_json::to_value(template).ok().map(RawExtension),
+        revision: i64::try_from(revision).unwrap_or(i64::MAX),
+    }
+}
+
+/// The ReplicaSet for a pod template, owned by the Rollout, its pods carrying `ephemeral`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn new_replica_set(
+    rollout: &Rollout,
+    template: &PodTemplateSpec,
+    selector: &LabelSelector,
+    hash: &str,
+    revision: u64,
+    replicas: i32,
+    rollout_replicas: i32,
+    ephemeral: &PodMetadata,
+) -> ReplicaSet {
+    let name = rollout_name(rollout);
+    let mut template = template.clone();
+    let template_meta = template.metadata.get_or_insert_with(ObjectMeta::default);
+    // The ReplicaSet's own labels are the template's, without the ephemeral ones.
+    let mut labels = template_meta.labels.clone().unwrap_or_default();
+    labels.insert(POD_TEMPLATE_HASH_LABEL.into(), hash.into());
+    let template_labels = template_meta.labels.get_or_insert_with(BTreeMap::new);
+    template_labels.extend(ephemeral.labels.clone().unwrap_or_default());
+    template_labels.insert(POD_TEMPLATE_HASH_LABEL.into(), hash.into());
+    if let Some(extra) = &ephemeral.annotations {
+        template_meta.annotations.get_or_insert_with(BTreeMap::new).extend(extra.clone());
+    }
+    let labels = Some(labels);
+    let mut selector = selector.clone();
+    selector.match_labels.get_or_insert_with(BTreeMap::new).insert(POD_TEMPLATE_HASH_LABEL.into(), hash.into());
+    // The Rollout's own annotations travel with the ReplicaSet, except bookkeeping ones.
+    let skipped = [
+        "kubectl.kubernetes.io/last-applied-configuration",
+        REVISION_ANNOTATION,
+        REVISION_HISTORY_ANNOTATION,
+        DESIRED_REPLICAS_ANNOTATION,
+        WORKLOAD_GENERATION_ANNOTATION,
+    ];
+    let mut annotations: BTreeMap<String, String> = rollout
+        .metadata
+        .annotations
+        .iter()
+        .flatten()
+        .filter(|(k, _)| !skipped.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    annotations.insert(REVISION_ANNOTATION.into(), revision.to_string());
+    annotations.insert(DESIRED_REPLICAS_ANNOTATION.into(), rollout_replicas.to_string());
+    if let Some(record) = metadata::record(ephemeral) {
+        annotations.insert(EPHEMERAL_METADATA_ANNOTATION.into(), record);
+    }
+    ReplicaSet {
+        metadata: ObjectMeta {
+            name: Some(format!("{name}-{hash}")),
+            namespace: rollout.metadata.namespace.clone(),
+            labels,
+            annotations: Some(annotations),
+            owner_references: Some(vec![owner(rollout)]),
+            ..Default::default()
+        },
+        spec: Some(ReplicaSetSpec {
+            replicas: Some(replicas),
+            min_ready_seconds: rollout.spec.min_ready_seconds,
+            selector,
+            template: Some(template),
+        }),
+        status: None,
+    }
+}
