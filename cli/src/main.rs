@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kubectl_rollouts::client::{Cluster, Target, connect};
 use kubectl_rollouts::commands::{self, OutputFormat, Screen};
 use kubectl_rollouts::render::Style;
-use rollouts_controller::plan::steps::parse_duration;
+use rollouts_controller::plan::step_list::parse_duration;
 
 #[derive(Parser)]
 #[command(

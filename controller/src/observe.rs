@@ -21,7 +21,7 @@ use crate::cache::{Key, key_of};
 use crate::cached::{CachedReplicaSet, CachedService};
 use crate::plan::{
     self, Observed, PodView, RecordedTemplate, ReplicaSetView, ServiceView, VirtualServiceView, Workload, metadata,
-    traffic,
+    routers,
 };
 use crate::reconcile::{Context, Error, Watched};
 
@@ -76,13 +76,7 @@ pub fn references(rollout: &Rollout) -> References {
     if let Some(canary) = &rollout.spec.strategy.canary {
         refs.services =
             [&canary.stable_service, &canary.canary_service].into_iter().flatten().map(|s| key(s)).collect();
-        let istio = canary.traffic_routing.as_ref().and_then(|t| t.istio.as_ref());
-        refs.virtual_services = istio
-            .map(|i| {
-                let all = i.virtual_service.iter().chain(i.virtual_services.iter().flatten());
-                all.map(|vs| traffic::virtual_service_key(&vs.name, &namespace)).collect()
-            })
-            .unwrap_or_default();
+        refs.virtual_services = routers::istio::references(canary, &namespace);
     }
     refs
 }

@@ -5,7 +5,7 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use rollouts_controller::api::{CanaryStep, Rollout};
-use rollouts_controller::plan::steps::{parse_duration, set_weight_at};
+use rollouts_controller::plan::step_list::{parse_duration, set_weight_at};
 
 use crate::family::{revision_of, tag_of, template_hash};
 use crate::phase::{PhaseInfo, client_phase};

@@ -19,12 +19,12 @@ mod replica_sets;
 pub mod replicas;
 mod restart;
 mod revision;
+pub mod routers;
 mod scale_down;
 mod services;
 mod status;
 pub mod step_list;
 mod steps;
-pub mod traffic;
 mod validate;
 mod weights;
 mod workload;
@@ -38,7 +38,6 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 pub use observed::{
     Observed, PlanConfig, PodView, RecordedTemplate, ReplicaSetView, ServiceView, VirtualServiceView, Workload,
 };
-pub use validate::ManagedVirtualService;
 
 use crate::api::{Rollout, RolloutStatus};
 use conditions as cond;

@@ -24,12 +24,7 @@ impl<'a> Planner<'a> {
         let recorded = self.next.canary.as_ref().and_then(|c| c.traffic_changed_at.as_ref()).map(|t| t.0);
         let services = self.valid.services.into_iter().flat_map(|(stable, canary)| [stable, canary]);
         let on_services = services.filter_map(|name| self.observed.services.get(name)?.traffic_changed_at);
-        let available = self.observed.virtual_services.as_ref();
-        let on_routes = self
-            .valid
-            .virtual_services
-            .iter()
-            .filter_map(|vs| available?.get(&(vs.namespace.clone(), vs.name.clone()))?.traffic_changed_at);
+        let on_routes = self.valid.routers.iter().filter_map(|router| router.traffic_changed_at(self.observed));
         recorded.into_iter().chain(on_services).chain(on_routes).max()
     }
 

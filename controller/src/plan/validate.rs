@@ -9,16 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::observed::Observed;
-use super::traffic::{self, RouteRef};
-use crate::api::{CanaryStep, CanaryStrategy, IstioVirtualService, POD_TEMPLATE_HASH_LABEL, RolloutSpec};
-
-/// A VirtualService this Rollout manages, with the routes it sets weights on.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ManagedVirtualService {
-    pub namespace: String,
-    pub name: String,
-    pub routes: Vec<RouteRef>,
-}
+use super::routers::{self, Router};
+use crate::api::{CanaryStep, CanaryStrategy, POD_TEMPLATE_HASH_LABEL, RolloutSpec};
 
 /// What a valid Rollout resolves to.
 #[derive(Clone, Debug)]
@@ -29,12 +21,13 @@ pub struct ValidRollout<'a> {
     pub selector: LabelSelector,
     /// Stable and canary Service names, when both are set.
     pub services: Option<(&'a str, &'a str)>,
-    pub virtual_services: Vec<ManagedVirtualService>,
+    /// The traffic routers, when the canary is traffic-routed.
+    pub routers: Vec<Router>,
 }
 
 impl ValidRollout<'_> {
     pub fn traffic_routed(&self) -> bool {
-        !self.virtual_services.is_empty()
+        !self.routers.is_empty()
     }
 }
 
@@ -55,8 +48,8 @@ pub fn validate(observed: &Observed) -> Result<ValidRollout<'_>, String> {
     let (template, selector) = resolve_template(observed)?;
     check_ephemeral_metadata(canary, &selector)?;
     let services = check_services(observed, canary, &template)?;
-    let virtual_services = check_virtual_services(observed, canary, services)?;
-    Ok(ValidRollout { canary, steps, template, selector, services, virtual_services })
+    let routers = routers::configured(observed, canary, services)?;
+    Ok(ValidRollout { canary, steps, template, selector, services, routers })
 }
 
 fn unsupported_features(spec: &RolloutSpec, canary: &CanaryStrategy) -> Result<(), String> {
@@ -279,46 +272,4 @@ fn check_services<'a>(
         (None, None) => Ok(None),
         _ => Err("spec.strategy.canary: set both stableService and canaryService, or neither".into()),
     }
-}
-
-fn check_virtual_services(
-    observed: &Observed,
-    canary: &CanaryStrategy,
-    services: Option<(&str, &str)>,
-) -> Result<Vec<ManagedVirtualService>, String> {
-    let Some(routing) = &canary.traffic_routing else {
-        return Ok(Vec::new());
-    };
-    let istio =
-        routing.istio.as_ref().ok_or("spec.strategy.canary.trafficRouting needs istio, the only router supported")?;
-    let configs: Vec<&IstioVirtualService> = match (&istio.virtual_service, &istio.virtual_services) {
-        (Some(one), None) => vec![one],
-        (None, Some(many)) if !many.is_empty() => many.iter().collect(),
-        _ => {
-            return Err(
-                "spec.strategy.canary.trafficRouting.istio: set exactly one of virtualService or virtualServices"
-                    .into(),
-            );
-        }
-    };
-    let (stable, canary_service) = services.ok_or(
-        "spec.strategy.canary.trafficRouting needs stableService and canaryService: the VirtualService routes to them",
-    )?;
-    let available = observed.virtual_services.as_ref().ok_or(
-        "spec.strategy.canary.trafficRouting.istio: the cluster has no networking.istio.io VirtualService API; install Istio's CRDs",
-    )?;
-    let rollout_namespace = observed.rollout.metadata.namespace.as_deref().unwrap_or("default");
-    let mut managed = Vec::with_capacity(configs.len());
-    for config in configs {
-        let (namespace, name) = traffic::virtual_service_key(&config.name, rollout_namespace);
-        let vs = available.get(&(namespace.clone(), name.clone())).ok_or_else(|| {
-            format!("spec.strategy.canary.trafficRouting.istio: VirtualService \"{name}\" not found in namespace {namespace}; create it or correct the name")
-        })?;
-        let routes = traffic::managed_routes(&vs.spec, config)
-            .map_err(|e| format!("spec.strategy.canary.trafficRouting.istio: {e}"))?;
-        traffic::check_destinations(&vs.spec, &routes, &config.name, stable, canary_service)
-            .map_err(|e| format!("spec.strategy.canary.trafficRouting.istio: {e}"))?;
-        managed.push(ManagedVirtualService { namespace, name, routes });
-    }
-    Ok(managed)
 }

@@ -1,29 +1,17 @@
 //! The traffic weight in force and its write: what the step asks for, held while a Service the
 //! route uses selects no available pods.
 
-use super::Action;
 use super::planner::Planner;
 use super::step_list;
-use super::traffic;
 use crate::api::{CanaryStatus, TrafficWeights, WeightDestination};
 
 impl<'a> Planner<'a> {
-    /// Canary weight of each managed route, in order, across the VirtualServices.
+    /// Canary weight of each managed route, in order, across the routers.
     pub(super) fn observed_weights(&self) -> Vec<i32> {
-        let (Some((_, canary)), Some(available)) = (self.valid.services, self.observed.virtual_services.as_ref())
-        else {
+        let Some((_, canary)) = self.valid.services else {
             return Vec::new();
         };
-        self.valid
-            .virtual_services
-            .iter()
-            .filter_map(|vs| {
-                available
-                    .get(&(vs.namespace.clone(), vs.name.clone()))
-                    .map(|found| traffic::canary_weights(&found.spec, &vs.routes, canary))
-            })
-            .flatten()
-            .collect()
+        self.valid.routers.iter().flat_map(|router| router.canary_weights(self.observed, canary)).collect()
     }
 
     /// The canary weights once this plan's writes are done: the status is written only after
@@ -108,24 +96,13 @@ impl<'a> Planner<'a> {
         let current = observed.first().copied().unwrap_or(0);
         let desired = self.desired_weight(&observed).filter(|desired| self.may_move_traffic(current, *desired));
         let mut weight = current;
-        if let (Some(desired), Some(available)) = (desired, self.observed.virtual_services.as_ref()) {
-            let mut changed = false;
-            for vs in &self.valid.virtual_services {
-                let Some(found) = available.get(&(vs.namespace.clone(), vs.name.clone())) else {
-                    continue;
-                };
-                let mut patch = traffic::weight_patch(&found.spec, &vs.routes, stable_service, canary_service, desired);
-                if !patch.is_empty() {
-                    patch.extend(traffic::stamp_patch(found, self.now));
-                    changed = true;
-                    self.actions.push(Action::SetVirtualServiceWeights {
-                        namespace: vs.namespace.clone(),
-                        name: vs.name.clone(),
-                        patch,
-                        canary_weight: desired,
-                    });
-                }
-            }
+        if let Some(desired) = desired {
+            let services = (stable_service, canary_service);
+            let writes: Vec<_> = (self.valid.routers.iter())
+                .filter_map(|router| router.set_weight(self.observed, services, desired, self.now))
+                .collect();
+            let changed = !writes.is_empty();
+            self.actions.extend(writes);
             if changed {
                 let message = if current == desired {
                     format!("Traffic weight set to {desired}")

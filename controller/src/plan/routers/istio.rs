@@ -1,11 +1,101 @@
-//! Istio VirtualService weights: which routes a Rollout manages, what weights they hold, and the
-//! JSON Patch that sets new ones. Works on the VirtualService as JSON (no typed Istio crate).
+//! The Istio router: which routes of which VirtualServices a Rollout manages, what weights they
+//! hold, and the JSON Patch that sets new ones. Works on the VirtualService as JSON (no typed
+//! Istio crate).
 
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::VirtualServiceView;
-use crate::api::{IstioVirtualService, TRAFFIC_CHANGED_ANNOTATION};
+use crate::api::{CanaryStrategy, IstioVirtualService, TRAFFIC_CHANGED_ANNOTATION};
+use crate::plan::{Action, Observed, VirtualServiceView};
+
+/// A VirtualService this Rollout manages, with the routes it sets weights on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ManagedVirtualService {
+    pub namespace: String,
+    pub name: String,
+    pub routes: Vec<RouteRef>,
+}
+
+/// The VirtualServices `canary.trafficRouting.istio` names, as (namespace, name).
+pub fn references(canary: &CanaryStrategy, rollout_namespace: &str) -> Vec<(String, String)> {
+    let istio = canary.traffic_routing.as_ref().and_then(|t| t.istio.as_ref());
+    let all = istio.into_iter().flat_map(|i| i.virtual_service.iter().chain(i.virtual_services.iter().flatten()));
+    all.map(|vs| virtual_service_key(&vs.name, rollout_namespace)).collect()
+}
+
+/// The VirtualServices to manage, checked against what exists: each found, its routes chosen,
+/// and each route sending to exactly the stable and canary Services.
+pub fn configured(
+    observed: &Observed,
+    canary: &CanaryStrategy,
+    (stable, canary_service): (&str, &str),
+) -> Result<Vec<ManagedVirtualService>, String> {
+    const FIELD: &str = "spec.strategy.canary.trafficRouting.istio";
+    let istio = canary.traffic_routing.as_ref().and_then(|t| t.istio.as_ref());
+    let configs: Vec<&IstioVirtualService> = match istio.map(|i| (&i.virtual_service, &i.virtual_services)) {
+        Some((Some(one), None)) => vec![one],
+        Some((None, Some(many))) if !many.is_empty() => many.iter().collect(),
+        _ => return Err(format!("{FIELD}: set exactly one of virtualService or virtualServices")),
+    };
+    let available = observed
+        .virtual_services
+        .as_ref()
+        .ok_or(format!("{FIELD}: the cluster has no networking.istio.io VirtualService API; install Istio's CRDs"))?;
+    let rollout_namespace = observed.rollout.metadata.namespace.as_deref().unwrap_or("default");
+    let mut managed = Vec::with_capacity(configs.len());
+    for config in configs {
+        let (namespace, name) = virtual_service_key(&config.name, rollout_namespace);
+        let vs = available.get(&(namespace.clone(), name.clone())).ok_or_else(|| {
+            format!(
+                "{FIELD}: VirtualService \"{name}\" not found in namespace {namespace}; create it or correct the name"
+            )
+        })?;
+        let routes = managed_routes(&vs.spec, config).map_err(|e| format!("{FIELD}: {e}"))?;
+        check_destinations(&vs.spec, &routes, &config.name, stable, canary_service)
+            .map_err(|e| format!("{FIELD}: {e}"))?;
+        managed.push(ManagedVirtualService { namespace, name, routes });
+    }
+    Ok(managed)
+}
+
+impl ManagedVirtualService {
+    fn found<'o>(&self, observed: &'o Observed) -> Option<&'o VirtualServiceView> {
+        observed.virtual_services.as_ref()?.get(&(self.namespace.clone(), self.name.clone()))
+    }
+
+    /// The canary weight of each managed route, as observed.
+    pub fn canary_weights(&self, observed: &Observed, canary: &str) -> Vec<i32> {
+        self.found(observed).map(|vs| route_weights(&vs.spec, &self.routes, canary)).unwrap_or_default()
+    }
+
+    /// The patch giving the canary `weight` and the stable the rest, with `at` recorded in the
+    /// same write; `None` when the routes hold those weights already.
+    pub fn set_weight(
+        &self,
+        observed: &Observed,
+        (stable, canary): (&str, &str),
+        weight: i32,
+        at: Timestamp,
+    ) -> Option<Action> {
+        let vs = self.found(observed)?;
+        let mut patch = weight_patch(&vs.spec, &self.routes, stable, canary, weight);
+        if patch.is_empty() {
+            return None;
+        }
+        patch.extend(stamp_patch(vs, at));
+        Some(Action::SetVirtualServiceWeights {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            patch,
+            canary_weight: weight,
+        })
+    }
+
+    /// When this controller last set its weights.
+    pub fn traffic_changed_at(&self, observed: &Observed) -> Option<Timestamp> {
+        self.found(observed)?.traffic_changed_at
+    }
+}
 
 /// Namespace and name of a VirtualService reference: `name` (the Rollout's namespace) or
 /// `name.namespace`, optionally followed by `.svc.cluster.local`.
@@ -29,7 +119,7 @@ fn section<'a>(spec: &'a Value, name: &str) -> &'a [Value] {
 }
 
 /// The routes of `spec` that `config` manages, or why they can't be chosen.
-pub fn managed_routes(spec: &Value, config: &IstioVirtualService) -> Result<Vec<RouteRef>, String> {
+fn managed_routes(spec: &Value, config: &IstioVirtualService) -> Result<Vec<RouteRef>, String> {
     let vs = &config.name;
     let http = section(spec, "http");
     let mut routes = Vec::new();
@@ -129,13 +219,7 @@ fn route_label(spec: &Value, route: &RouteRef) -> String {
 }
 
 /// Checks that every managed route sends to both Services and to nothing else.
-pub fn check_destinations(
-    spec: &Value,
-    routes: &[RouteRef],
-    vs: &str,
-    stable: &str,
-    canary: &str,
-) -> Result<(), String> {
+fn check_destinations(spec: &Value, routes: &[RouteRef], vs: &str, stable: &str, canary: &str) -> Result<(), String> {
     for route in routes {
         let hosts: Vec<&str> = destinations(spec, route).iter().filter_map(host_service).collect();
         for (role, service) in [("stable", stable), ("canary", canary)] {
@@ -162,7 +246,7 @@ fn weight_of(destination: &Value) -> i64 {
 }
 
 /// The canary weight of each managed route (0 when it has no canary destination).
-pub fn canary_weights(spec: &Value, routes: &[RouteRef], canary: &str) -> Vec<i32> {
+fn route_weights(spec: &Value, routes: &[RouteRef], canary: &str) -> Vec<i32> {
     routes
         .iter()
         .map(|route| {
@@ -177,7 +261,7 @@ pub fn canary_weights(spec: &Value, routes: &[RouteRef], canary: &str) -> Vec<i3
 /// every managed route; empty when the weights are already right. Each change is guarded by a
 /// `test` of the destination's host, so a concurrent edit makes the patch fail instead of
 /// writing a weight onto the wrong destination.
-pub fn weight_patch(spec: &Value, routes: &[RouteRef], stable: &str, canary: &str, canary_weight: i32) -> Vec<Value> {
+fn weight_patch(spec: &Value, routes: &[RouteRef], stable: &str, canary: &str, canary_weight: i32) -> Vec<Value> {
     let mut operations = Vec::new();
     for route in routes {
         for (position, destination) in destinations(spec, route).iter().enumerate() {
@@ -200,7 +284,7 @@ pub fn weight_patch(spec: &Value, routes: &[RouteRef], stable: &str, canary: &st
 /// JSON Patch operations that record `at` in the VirtualService's traffic-changed annotation, in
 /// the same write as the weights. Without annotations the map is created, guarded by the
 /// resourceVersion so annotations added meanwhile are not replaced.
-pub fn stamp_patch(vs: &VirtualServiceView, at: Timestamp) -> Vec<Value> {
+fn stamp_patch(vs: &VirtualServiceView, at: Timestamp) -> Vec<Value> {
     let value = at.to_string();
     if vs.annotated {
         let key = TRAFFIC_CHANGED_ANNOTATION.replace('~', "~0").replace('/', "~1");
@@ -213,133 +297,4 @@ pub fn stamp_patch(vs: &VirtualServiceView, at: Timestamp) -> Vec<Value> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::{TcpRoute, TlsRoute};
-
-    fn config(routes: Option<Vec<&str>>) -> IstioVirtualService {
-        IstioVirtualService {
-            name: "vs".into(),
-            routes: routes.map(|r| r.into_iter().map(String::from).collect()),
-            ..Default::default()
-        }
-    }
-
-    fn two_routes() -> Value {
-        json!({
-            "http": [
-                {"name": "primary", "route": [
-                    {"destination": {"host": "stable-svc"}, "weight": 100},
-                    {"destination": {"host": "canary-svc.ns.svc.cluster.local"}, "weight": 0}
-                ]},
-                {"name": "other", "route": [{"destination": {"host": "legacy"}}]}
-            ]
-        })
-    }
-
-    #[test]
-    fn references_name_a_namespace_after_the_last_dot() {
-        assert_eq!(virtual_service_key("vs", "ns"), ("ns".into(), "vs".into()));
-        assert_eq!(virtual_service_key("vs.other", "ns"), ("other".into(), "vs".into()));
-        assert_eq!(virtual_service_key("vs.other.svc.cluster.local", "ns"), ("other".into(), "vs".into()));
-    }
-
-    #[test]
-    fn routes_are_picked_by_name_single_route_or_the_only_unnamed_one() {
-        let spec = two_routes();
-        assert_eq!(
-            managed_routes(&spec, &config(Some(vec!["primary"]))).unwrap(),
-            vec![RouteRef { section: "http", index: 0 }]
-        );
-        let missing = managed_routes(&spec, &config(Some(vec!["nope"]))).unwrap_err();
-        assert!(missing.contains("'nope' not found"), "{missing}");
-        let ambiguous = managed_routes(&spec, &config(None)).unwrap_err();
-        assert!(ambiguous.contains("has 2 HTTP routes"), "{ambiguous}");
-        let one_unnamed = json!({"http": [{"name": "a", "route": []}, {"route": []}]});
-        assert_eq!(managed_routes(&one_unnamed, &config(None)).unwrap(), vec![RouteRef { section: "http", index: 1 }]);
-        let single = json!({"http": [{"name": "x", "route": []}]});
-        assert_eq!(managed_routes(&single, &config(None)).unwrap().len(), 1);
-        assert!(managed_routes(&json!({}), &config(None)).is_err());
-    }
-
-    #[test]
-    fn tls_and_tcp_routes_only_where_configured() {
-        let spec = json!({
-            "tls": [{"match": [{"port": 443, "sniHosts": ["a.example"]}], "route": []},
-                    {"match": [{"port": 8443, "sniHosts": ["b.example"]}], "route": []}],
-            "tcp": [{"match": [{"port": 5432}], "route": []}]
-        });
-        let mut cfg = config(None);
-        cfg.tls_routes = Some(vec![TlsRoute { port: Some(8443), sni_hosts: Some(vec!["b.example".into()]) }]);
-        cfg.tcp_routes = Some(vec![TcpRoute { port: Some(5432) }]);
-        assert_eq!(
-            managed_routes(&spec, &cfg).unwrap(),
-            vec![RouteRef { section: "tls", index: 1 }, RouteRef { section: "tcp", index: 0 }]
-        );
-        cfg.tcp_routes = Some(vec![TcpRoute { port: Some(1) }]);
-        assert!(managed_routes(&spec, &cfg).unwrap_err().contains("TCP"));
-    }
-
-    #[test]
-    fn destinations_must_be_exactly_stable_and_canary() {
-        let spec = two_routes();
-        let primary = [RouteRef { section: "http", index: 0 }];
-        assert!(check_destinations(&spec, &primary, "vs", "stable-svc", "canary-svc").is_ok());
-        let error = check_destinations(&spec, &primary, "vs", "stable-svc", "preview").unwrap_err();
-        assert!(error.contains("canary Service 'preview'"), "{error}");
-        let other = [RouteRef { section: "http", index: 1 }];
-        assert!(check_destinations(&spec, &other, "vs", "legacy", "canary-svc").is_err());
-    }
-
-    #[test]
-    fn weights_are_read_and_patched_only_where_they_differ() {
-        let spec = two_routes();
-        let primary = [RouteRef { section: "http", index: 0 }];
-        assert_eq!(canary_weights(&spec, &primary, "canary-svc"), vec![0]);
-        assert!(weight_patch(&spec, &primary, "stable-svc", "canary-svc", 0).is_empty());
-        let patch = weight_patch(&spec, &primary, "stable-svc", "canary-svc", 10);
-        assert_eq!(
-            patch,
-            vec![
-                json!({"op": "test", "path": "/spec/http/0/route/0/destination/host", "value": "stable-svc"}),
-                json!({"op": "add", "path": "/spec/http/0/route/0/weight", "value": 90}),
-                json!({"op": "test", "path": "/spec/http/0/route/1/destination/host", "value": "canary-svc.ns.svc.cluster.local"}),
-                json!({"op": "add", "path": "/spec/http/0/route/1/weight", "value": 10}),
-            ]
-        );
-        // The patch applied to the object yields the weights asked for, and nothing else changes.
-        let mut object = json!({"spec": spec.clone()});
-        json_patch::patch(&mut object, &serde_json::from_value::<json_patch::Patch>(Value::Array(patch)).unwrap())
-            .unwrap();
-        assert_eq!(canary_weights(&object["spec"], &primary, "canary-svc"), vec![10]);
-        assert_eq!(object["spec"]["http"][1], spec["http"][1]);
-    }
-
-    #[test]
-    fn the_change_time_rides_in_the_weight_patch_with_or_without_annotations() {
-        let at: Timestamp = "2026-12-02T10:00:00.25Z".parse().unwrap();
-        for annotated in [false, true] {
-            let mut object = json!({"metadata": {"resourceVersion": "7"}, "spec": {}});
-            if annotated {
-                object["metadata"]["annotations"] = json!({"team": "shop"});
-            }
-            let vs = VirtualServiceView { annotated, resource_version: Some("7".into()), ..Default::default() };
-            let patch = serde_json::from_value::<json_patch::Patch>(Value::Array(stamp_patch(&vs, at))).unwrap();
-            json_patch::patch(&mut object, &patch).unwrap();
-            assert_eq!(object["metadata"]["annotations"][TRAFFIC_CHANGED_ANNOTATION], json!("2026-12-02T10:00:00.25Z"));
-            assert_eq!(object["metadata"]["annotations"]["team"].is_string(), annotated, "others are kept");
-        }
-        // Annotations added since the object was read make the patch fail instead of being lost.
-        let vs = VirtualServiceView { resource_version: Some("7".into()), ..Default::default() };
-        let mut newer = json!({"metadata": {"resourceVersion": "8", "annotations": {"team": "shop"}}});
-        let patch = serde_json::from_value::<json_patch::Patch>(Value::Array(stamp_patch(&vs, at))).unwrap();
-        assert!(json_patch::patch(&mut newer, &patch).is_err());
-    }
-
-    #[test]
-    fn a_missing_weight_is_written() {
-        let spec = json!({"http": [{"route": [{"destination": {"host": "s"}}, {"destination": {"host": "c"}}]}]});
-        let routes = [RouteRef { section: "http", index: 0 }];
-        assert_eq!(weight_patch(&spec, &routes, "s", "c", 0).len(), 4);
-    }
-}
+mod tests;
