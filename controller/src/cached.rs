@@ -34,6 +34,15 @@ pub struct ServiceSelector {
     pub selector: Option<BTreeMap<String, String>>,
 }
 
+/// Index value of ReplicaSets without a controller: `orphan/<namespace>`.
+pub fn replica_set_owner(rs: &CachedReplicaSet) -> Option<String> {
+    let controller = rs.metadata.owner_references.iter().flatten().find(|o| o.controller == Some(true));
+    Some(match controller {
+        Some(owner) => owner.uid.clone(),
+        None => format!("orphan/{}", rs.metadata.namespace.as_deref().unwrap_or_default()),
+    })
+}
+
 /// Serves a slim type from the API of the full one it was cut from.
 macro_rules! resource_like {
     ($slim:ty, $full:ty) => {

@@ -4,11 +4,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use rollouts_controller::context::Settings;
 use rollouts_controller::plan::PlanConfig;
-use rollouts_controller::reconcile::Settings;
+use rollouts_controller::run::{self, Options};
 use rollouts_controller::runtime::client::RateLimit;
 use rollouts_controller::runtime::leader::LeaseSettings;
-use rollouts_controller::runtime::{self, Options};
 
 // jemalloc in every build, so the benchmarked allocator is the shipped one (the image is a static
 // musl binary, whose own allocator is slow). Its settings are in .cargo/config.toml.
@@ -180,7 +180,7 @@ async fn run(flags: RunFlags) -> anyhow::Result<()> {
         rate_limit: (flags.qps > 0.0).then_some(RateLimit { qps: flags.qps, burst: flags.burst.max(1) }),
         leader_election,
     };
-    runtime::run(config, options, shutdown_signal()).await
+    run::run(config, options, shutdown_signal()).await
 }
 
 fn main() -> anyhow::Result<()> {

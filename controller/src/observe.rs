@@ -19,20 +19,11 @@ use crate::api::{
 };
 use crate::cache::{Key, key_of};
 use crate::cached::{CachedReplicaSet, CachedService};
+use crate::context::{Context, Error, Watched};
 use crate::plan::{
     self, Observed, PodView, RecordedTemplate, ReplicaSetView, ServiceView, VirtualServiceView, Workload, metadata,
     routers,
 };
-use crate::reconcile::{Context, Error, Watched};
-
-/// Index value of ReplicaSets without a controller: `orphan/<namespace>`.
-pub fn replica_set_owner(rs: &CachedReplicaSet) -> Option<String> {
-    let controller = rs.metadata.owner_references.iter().flatten().find(|o| o.controller == Some(true));
-    Some(match controller {
-        Some(owner) => owner.uid.clone(),
-        None => format!("orphan/{}", rs.metadata.namespace.as_deref().unwrap_or_default()),
-    })
-}
 
 /// Looks `key` up in a reference cache; a reference too new for the cache to know is fetched.
 async fn lookup<K>(watched: &Watched<K>, api: Api<K>, key: &Key) -> Result<Option<Arc<K>>, Error>
@@ -196,7 +187,7 @@ async fn observe_workload(ctx: &Arc<Context>, rollout: &Rollout) -> Result<Optio
     let client = ctx.client.clone();
     let reference = rollout.spec.workload_ref.as_ref();
     let Some(reference) = reference else { return Ok(None) };
-    crate::runtime::watch_workload_kind(ctx, &reference.kind);
+    ctx.watch_workload_kind(&reference.kind);
     let key = (namespace.clone(), reference.name.clone());
     Ok(match reference.kind.as_str() {
         "Deployment" => {

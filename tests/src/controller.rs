@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use futures::FutureExt;
+use rollouts_controller::context::{Settings, WriteHook};
 use rollouts_controller::plan::{Action, PlanConfig};
-use rollouts_controller::reconcile::{Settings, WriteHook};
-use rollouts_controller::runtime::{self, Options};
+use rollouts_controller::run::{self, Options};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -80,7 +80,7 @@ impl TestNamespace {
         admin_client().await?;
         let config = admin_config().await?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(runtime::run(config, options, async move {
+        let task = tokio::spawn(run::run(config, options, async move {
             let _ = stopped.await;
         }));
         Ok(RunningController { stop: Some(stop), task: Some(task), admin })

@@ -3,7 +3,7 @@
 use kube::api::{Api, DynamicObject, Patch};
 
 use super::params;
-use crate::reconcile::{Context, Error};
+use crate::context::{Context, Error};
 
 pub async fn set_weights(
     ctx: &Context,

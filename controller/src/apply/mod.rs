@@ -1,7 +1,6 @@
 //! Executes a plan: the actions in order (stopping at the first failure), then one status patch
 //! with only what changed, then the Events. Every write is idempotent and uses one field manager.
 
-pub mod events;
 mod istio;
 mod pods;
 mod replicaset;
@@ -13,8 +12,8 @@ mod workload;
 use kube::api::PatchParams;
 
 use crate::api::{FIELD_MANAGER, Rollout};
+use crate::context::{Context, Error};
 use crate::plan::{Action, Observed, Plan};
-use crate::reconcile::{Context, Error};
 
 pub use rollout::{merge_diff, write_invalid_object};
 

@@ -8,8 +8,8 @@ use serde_json::json;
 
 use super::params;
 use crate::api::{POD_TEMPLATE_HASH_LABEL, Rollout};
+use crate::context::{Context, Error};
 use crate::plan::metadata::MetadataChange;
-use crate::reconcile::{Context, Error};
 
 fn api(ctx: &Context, rollout: &Rollout) -> Api<Pod> {
     Api::namespaced(ctx.client.clone(), rollout.meta().namespace.as_deref().unwrap_or_default())

@@ -9,8 +9,8 @@ use serde_json::json;
 
 use super::params;
 use crate::api::{FIELD_MANAGER, Rollout};
+use crate::context::{Context, Error};
 use crate::plan::metadata::MetadataChange;
-use crate::reconcile::{Context, Error};
 
 fn api(ctx: &Context, rollout: &Rollout) -> Api<ReplicaSet> {
     Api::namespaced(ctx.client.clone(), rollout.meta().namespace.as_deref().unwrap_or_default())

@@ -6,7 +6,7 @@ use kube::Resource;
 use kube::api::{Api, DeleteParams, PostParams};
 
 use crate::api::{FIELD_MANAGER, Rollout};
-use crate::reconcile::{Context, Error};
+use crate::context::{Context, Error};
 
 fn api(ctx: &Context, rollout: &Rollout) -> Api<ControllerRevision> {
     Api::namespaced(ctx.client.clone(), rollout.meta().namespace.as_deref().unwrap_or_default())

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::params;
 use crate::api::{FINALIZER, Rollout, RolloutStatus};
-use crate::reconcile::{Context, Error};
+use crate::context::{Context, Error};
 
 fn api(ctx: &Context, rollout: &Rollout) -> Api<Rollout> {
     Api::namespaced(ctx.client.clone(), rollout.meta().namespace.as_deref().unwrap_or_default())

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::params;
 use crate::api::{MANAGED_BY_ANNOTATION, POD_TEMPLATE_HASH_LABEL, Rollout, TRAFFIC_CHANGED_ANNOTATION};
-use crate::reconcile::{Context, Error};
+use crate::context::{Context, Error};
 
 /// Points `service` at `hash` and records `changed_at` on it in the same write; `None` releases it.
 pub async fn set_selector(

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::params;
 use crate::api::Rollout;
-use crate::reconcile::{Context, Error};
+use crate::context::{Context, Error};
 
 pub async fn scale(ctx: &Context, rollout: &Rollout, name: &str, replicas: i32) -> Result<(), Error> {
     let api: Api<Deployment> =

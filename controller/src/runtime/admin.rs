@@ -1,6 +1,7 @@
 //! The admin server: /livez, /readyz and /metrics (OpenMetrics).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -8,13 +9,36 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use super::Health;
 use super::metrics::Metrics;
 
 #[derive(Clone)]
 struct AdminState {
     metrics: Metrics,
     health: Arc<Health>,
+}
+
+/// What the admin server reports.
+#[derive(Default)]
+pub struct Health {
+    pub(crate) caches_synced: AtomicBool,
+    pub(crate) leadership_known: AtomicBool,
+    pub(crate) leading: AtomicBool,
+    pub(crate) rollouts_synced: AtomicBool,
+}
+
+impl Health {
+    /// Ready once every cache has synced and leadership is known; a leader also needs its
+    /// Rollouts listed.
+    pub fn ready(&self) -> bool {
+        let leading = self.leading.load(Ordering::SeqCst);
+        self.caches_synced.load(Ordering::SeqCst)
+            && self.leadership_known.load(Ordering::SeqCst)
+            && (!leading || self.rollouts_synced.load(Ordering::SeqCst))
+    }
+
+    pub fn leading(&self) -> bool {
+        self.leading.load(Ordering::SeqCst)
+    }
 }
 
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Metrics, health: Arc<Health>) {
