@@ -27,7 +27,8 @@ all_present() {
 # generated from that published go.mod, and regenerated whenever K8S_VERSION changes.
 k8s_wrapper() {
   local dir=$CLUSTER_DIR_SCRIPTS/wrappers/k8s staging_tag="v0.${K8S_VERSION#1.}" published module
-  if grep -q "k8s.io/kubernetes v$K8S_VERSION\$" "$dir/go.mod" 2>/dev/null; then return; fi
+  # go mod tidy marks the line `// indirect`, so match the version up to the end of the word.
+  if grep -qE "k8s\.io/kubernetes v${K8S_VERSION//./\\.}( |\$)" "$dir/go.mod" 2>/dev/null; then return; fi
   log "generating $dir/go.mod for Kubernetes $K8S_VERSION"
   mkdir -p "$dir" && cd "$dir" && rm -f go.mod go.sum
   published=$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
@@ -60,7 +61,7 @@ build_k8s() {
 # builds it. `go build -o` names the binary etcd (go install would call it "server").
 etcd_wrapper() {
   local dir=$CLUSTER_DIR_SCRIPTS/wrappers/etcd
-  if grep -q "go.etcd.io/etcd/server/v3 v$ETCD_VERSION\$" "$dir/go.mod" 2>/dev/null; then return; fi
+  if grep -qE "go\.etcd\.io/etcd/server/v3 v${ETCD_VERSION//./\\.}( |\$)" "$dir/go.mod" 2>/dev/null; then return; fi
   log "generating $dir/go.mod for etcd $ETCD_VERSION"
   mkdir -p "$dir" && cd "$dir" && rm -f go.mod go.sum
   go mod init rollouts.local/etcd-testbin
