@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
-use rollouts_controller::api::{POD_TEMPLATE_HASH_LABEL, Rollout};
+use rollouts_controller::api::{POD_TEMPLATE_HASH_LABEL, Rollout, WorkloadKind};
 use serde::de::DeserializeOwned;
 
 use crate::family::{Family, Visible};
@@ -205,7 +205,7 @@ impl Cluster {
     /// `metadata.generation` of the Deployment the rollout's workloadRef names; `None` when there
     /// is none, or the user may not read it (the phase then relies on the Rollout alone).
     pub async fn workload_generation(&self, rollout: &Rollout) -> Option<i64> {
-        let reference = rollout.spec.workload_ref.as_ref().filter(|r| r.kind == "Deployment")?;
+        let reference = rollout.spec.workload_ref.as_ref().filter(|r| r.kind == WorkloadKind::Deployment)?;
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
         api.get(&reference.name).await.ok()?.metadata.generation
     }

@@ -3,41 +3,8 @@
 
 use std::fmt;
 
+pub use rollouts_controller::api::Phase;
 use rollouts_controller::api::Rollout;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    Healthy,
-    Progressing,
-    Paused,
-    Degraded,
-    /// A phase this plugin doesn't know, or none at all.
-    Unknown,
-}
-
-impl Phase {
-    fn parse(text: &str) -> Phase {
-        match text {
-            "Healthy" => Phase::Healthy,
-            "Progressing" => Phase::Progressing,
-            "Paused" => Phase::Paused,
-            "Degraded" => Phase::Degraded,
-            _ => Phase::Unknown,
-        }
-    }
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Phase::Healthy => "Healthy",
-            Phase::Progressing => "Progressing",
-            Phase::Paused => "Paused",
-            Phase::Degraded => "Degraded",
-            Phase::Unknown => "Unknown",
-        })
-    }
-}
 
 /// A phase and what the rollout waits for (empty when there is nothing to say).
 #[derive(Clone, Debug, PartialEq, Eq)]

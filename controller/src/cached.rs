@@ -19,7 +19,6 @@ pub struct CachedReplicaSet {
 #[serde(rename_all = "camelCase")]
 pub struct ReplicaSetSize {
     pub replicas: Option<i32>,
-    pub min_ready_seconds: Option<i32>,
 }
 
 /// A Service as plans see it: its metadata and selector.
@@ -88,7 +87,6 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(rs.spec.as_ref().and_then(|s| s.replicas), Some(3));
-        assert_eq!(rs.spec.as_ref().and_then(|s| s.min_ready_seconds), Some(5));
         assert_eq!(rs.status.as_ref().and_then(|s| s.available_replicas), Some(2));
         assert_eq!(CachedReplicaSet::url_path(&(), Some("prod")), "/apis/apps/v1/namespaces/prod/replicasets");
 

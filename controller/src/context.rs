@@ -13,7 +13,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
 use tokio::sync::mpsc;
 
-use crate::api::Rollout;
+use crate::api::{Rollout, WorkloadKind};
 use crate::cache::{Cache, Key, References, key_of};
 use crate::cached::{CachedReplicaSet, CachedService};
 use crate::plan::{self, PlanConfig};
@@ -127,7 +127,7 @@ pub struct Context {
     /// Where watches started later send reconcile requests.
     pub triggers: OnceLock<mpsc::Sender<Trigger>>,
     /// Starts the watch of a workloadRef kind the first time a Rollout uses one (set by `run`).
-    pub workload_watches: OnceLock<fn(&Arc<Context>, &str)>,
+    pub workload_watches: OnceLock<fn(&Arc<Context>, WorkloadKind)>,
 }
 
 /// A request to reconcile one Rollout.
@@ -170,7 +170,7 @@ impl Context {
     }
 
     /// Asks for the objects of a workloadRef kind to be watched (and cached) from now on.
-    pub fn watch_workload_kind(self: &Arc<Self>, kind: &str) {
+    pub fn watch_workload_kind(self: &Arc<Self>, kind: WorkloadKind) {
         if let Some(start) = self.workload_watches.get() {
             start(self, kind);
         }

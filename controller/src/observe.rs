@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use crate::api::{
     DESIRED_REPLICAS_ANNOTATION, EPHEMERAL_METADATA_ANNOTATION, MANAGED_BY_ANNOTATION, POD_TEMPLATE_HASH_LABEL,
     REVISION_ANNOTATION, REVISION_HISTORY_ANNOTATION, Rollout, SCALE_DOWN_DEADLINE_ANNOTATION,
-    TRAFFIC_CHANGED_ANNOTATION,
+    TRAFFIC_CHANGED_ANNOTATION, WorkloadKind,
 };
 use crate::cache::{Key, key_of};
 use crate::cached::{CachedReplicaSet, CachedService};
@@ -57,10 +57,10 @@ pub fn references(rollout: &Rollout) -> References {
     let key = |name: &str| (namespace.clone(), name.to_string());
     let mut refs = References::default();
     if let Some(workload) = &rollout.spec.workload_ref {
-        let target = match workload.kind.as_str() {
-            "Deployment" => &mut refs.deployments,
-            "ReplicaSet" => &mut refs.replica_sets,
-            _ => &mut refs.pod_templates,
+        let target = match workload.kind {
+            WorkloadKind::Deployment => &mut refs.deployments,
+            WorkloadKind::ReplicaSet => &mut refs.replica_sets,
+            WorkloadKind::PodTemplate => &mut refs.pod_templates,
         };
         target.push(key(&workload.name));
     }
@@ -187,10 +187,10 @@ async fn observe_workload(ctx: &Arc<Context>, rollout: &Rollout) -> Result<Optio
     let client = ctx.client.clone();
     let reference = rollout.spec.workload_ref.as_ref();
     let Some(reference) = reference else { return Ok(None) };
-    ctx.watch_workload_kind(&reference.kind);
+    ctx.watch_workload_kind(reference.kind);
     let key = (namespace.clone(), reference.name.clone());
-    Ok(match reference.kind.as_str() {
-        "Deployment" => {
+    Ok(match reference.kind {
+        WorkloadKind::Deployment => {
             lookup(&ctx.deployments, Api::<Deployment>::namespaced(client, &namespace), &key).await?.map(|d| {
                 let spec = d.spec.clone().unwrap_or_default();
                 Workload {
@@ -202,25 +202,28 @@ async fn observe_workload(ctx: &Arc<Context>, rollout: &Rollout) -> Result<Optio
                 }
             })
         }
-        "ReplicaSet" => lookup(&ctx.workload_replica_sets, Api::<ReplicaSet>::namespaced(client, &namespace), &key)
-            .await?
-            .map(|rs| {
-                let spec = rs.spec.clone().unwrap_or_default();
+        WorkloadKind::ReplicaSet => {
+            lookup(&ctx.workload_replica_sets, Api::<ReplicaSet>::namespaced(client, &namespace), &key).await?.map(
+                |rs| {
+                    let spec = rs.spec.clone().unwrap_or_default();
+                    Workload {
+                        template: spec.template.unwrap_or_default(),
+                        selector: Some(spec.selector),
+                        generation: rs.metadata.generation,
+                        ..Default::default()
+                    }
+                },
+            )
+        }
+        WorkloadKind::PodTemplate => {
+            lookup(&ctx.pod_templates, Api::<PodTemplate>::namespaced(client, &namespace), &key).await?.map(|pt| {
                 Workload {
-                    template: spec.template.unwrap_or_default(),
-                    selector: Some(spec.selector),
-                    generation: rs.metadata.generation,
+                    template: pt.template.clone().unwrap_or_default(),
+                    generation: pt.metadata.generation,
                     ..Default::default()
                 }
-            }),
-        "PodTemplate" => lookup(&ctx.pod_templates, Api::<PodTemplate>::namespaced(client, &namespace), &key)
-            .await?
-            .map(|pt| Workload {
-                template: pt.template.clone().unwrap_or_default(),
-                generation: pt.metadata.generation,
-                ..Default::default()
-            }),
-        _ => None,
+            })
+        }
     })
 }
 
@@ -250,7 +253,6 @@ pub fn replica_set_view(rs: &CachedReplicaSet, owned: bool) -> ReplicaSetView {
         available: status.available_replicas.unwrap_or(0),
         desired_replicas_annotation: annotations.get(DESIRED_REPLICAS_ANNOTATION).and_then(|r| r.parse().ok()),
         scale_down_deadline: parse_time(annotations.get(SCALE_DOWN_DEADLINE_ANNOTATION)),
-        min_ready_seconds: spec.and_then(|s| s.min_ready_seconds).unwrap_or(0),
         created: rs.metadata.creation_timestamp.as_ref().map(|t| t.0),
         status_current: status.observed_generation >= rs.metadata.generation,
         failure,
@@ -291,7 +293,6 @@ fn pod_view(pod: &Pod) -> PodView {
         .is_some_and(|conditions| conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
     PodView {
         name: pod.name_any(),
-        hash: pod.labels().get(POD_TEMPLATE_HASH_LABEL).cloned().unwrap_or_default(),
         created: pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
         available: ready,
         deleting: pod.metadata.deletion_timestamp.is_some(),

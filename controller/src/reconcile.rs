@@ -51,7 +51,8 @@ async fn reconcile_inner(object: &DeserializeGuard<Rollout>, ctx: &Arc<Context>)
         Err(invalid) => {
             let (namespace, name) = guard_key(object);
             tracing::warn!(error = %invalid.error, "rollout can't be read");
-            apply::write_invalid_object(ctx, &namespace, &name, &invalid.error).await?;
+            let status = plan::unreadable(&name, &invalid.error, now());
+            apply::write_unreadable(ctx, &namespace, &name, &status).await?;
             return Ok(Requeue::await_change());
         }
     };
@@ -90,6 +91,11 @@ async fn reconcile_inner(object: &DeserializeGuard<Rollout>, ctx: &Arc<Context>)
             let invalid = plan::invalid_template(&observed, &message);
             apply::apply(ctx, &observed, &invalid).await?;
             return Ok(Requeue::await_change());
+        }
+        Err(Error::HashCollision(name)) => {
+            // Something else holds the ReplicaSet's name: the next look names the template anew.
+            apply::apply(ctx, &observed, &plan::hash_collision(&observed)).await?;
+            return Err(Error::HashCollision(name));
         }
         Err(error) => return Err(error),
     }

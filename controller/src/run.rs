@@ -19,7 +19,7 @@ use kube::{Client, Resource, ResourceExt, discovery};
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 
-use crate::api::{INSTANCE_ID_LABEL, POD_TEMPLATE_HASH_LABEL, Rollout, TRAFFIC_CHANGED_ANNOTATION};
+use crate::api::{INSTANCE_ID_LABEL, POD_TEMPLATE_HASH_LABEL, Rollout, TRAFFIC_CHANGED_ANNOTATION, WorkloadKind};
 use crate::cache::{Key, key_of};
 use crate::cached::{CachedReplicaSet, CachedService};
 use crate::context::{Context, Settings, Trigger, Watched};
@@ -335,11 +335,11 @@ async fn start_watches(ctx: &Arc<Context>, triggers: &mpsc::Sender<Trigger>) {
 
 /// Starts the watch of a workloadRef kind the first time a Rollout uses it: ReplicaSet and
 /// PodTemplate workloads are rare, and watching every ReplicaSet of the cluster isn't free.
-fn watch_workload_kind(ctx: &Arc<Context>, kind: &str) {
+fn watch_workload_kind(ctx: &Arc<Context>, kind: WorkloadKind) {
     let Some(triggers) = ctx.triggers.get().cloned() else { return };
     let (client, settings) = (&ctx.client, &ctx.settings);
     match kind {
-        "ReplicaSet" if ctx.workload_replica_sets.claim_start() => {
+        WorkloadKind::ReplicaSet if ctx.workload_replica_sets.claim_start() => {
             let api = scoped_api::<ReplicaSet>(client, settings);
             tokio::spawn(watch_references(
                 ctx.clone(),
@@ -349,7 +349,7 @@ fn watch_workload_kind(ctx: &Arc<Context>, kind: &str) {
                 triggers,
             ));
         }
-        "PodTemplate" if ctx.pod_templates.claim_start() => {
+        WorkloadKind::PodTemplate if ctx.pod_templates.claim_start() => {
             let api = scoped_api::<PodTemplate>(client, settings);
             tokio::spawn(watch_references(ctx.clone(), api, |c| &c.pod_templates, strip_managed_fields, triggers));
         }

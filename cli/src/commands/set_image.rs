@@ -4,7 +4,7 @@
 use anyhow::{Result, bail};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ApiResource, DynamicObject, PostParams};
-use rollouts_controller::api::Rollout;
+use rollouts_controller::api::{Rollout, WorkloadKind};
 
 use super::print;
 use crate::client::{Cluster, Verb, explain, status_code};
@@ -26,7 +26,7 @@ pub(super) struct TemplateOwner {
 pub(super) fn template_owner(rollout: &Rollout, name: &str, command: &str) -> Result<TemplateOwner> {
     match &rollout.spec.workload_ref {
         None => Ok(TemplateOwner { resource: "rollouts", kind: "rollout", name: name.to_string() }),
-        Some(reference) if reference.kind == "Deployment" => {
+        Some(reference) if reference.kind == WorkloadKind::Deployment => {
             Ok(TemplateOwner { resource: "deployments", kind: "deployment", name: reference.name.clone() })
         }
         Some(reference) => bail!(

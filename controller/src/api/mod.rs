@@ -38,5 +38,7 @@ pub const INSTANCE_ID_LABEL: &str = "argo-rollouts.argoproj.io/instance-id";
 pub const TRAFFIC_CHANGED_ANNOTATION: &str = "rollouts.argoproj.io/traffic-changed-at";
 /// Finalizer that restores the workload and Services before a Rollout's pods go away.
 pub const FINALIZER: &str = "rollouts.argoproj.io/cleanup";
+/// `spec.progressDeadlineSeconds` when unset.
+pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: i32 = 600;
 /// Field manager for every write of this controller.
 pub const FIELD_MANAGER: &str = "rollouts-controller";

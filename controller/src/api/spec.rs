@@ -96,13 +96,53 @@ pub struct WorkloadRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
     /// Deployment, ReplicaSet or PodTemplate.
-    #[schemars(extend("enum" = ["Deployment", "ReplicaSet", "PodTemplate"]))]
-    pub kind: String,
+    pub kind: WorkloadKind,
     pub name: String,
     /// never (default), onsuccess or progressively: when to scale the referenced Deployment down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("enum" = ["never", "onsuccess", "progressively"]))]
-    pub scale_down: Option<String>,
+    pub scale_down: Option<ScaleDown>,
+}
+
+/// The kinds of workload a Rollout can take its pod template from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum WorkloadKind {
+    #[default]
+    Deployment,
+    ReplicaSet,
+    PodTemplate,
+}
+
+impl WorkloadKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::ReplicaSet => "ReplicaSet",
+            WorkloadKind::PodTemplate => "PodTemplate",
+        }
+    }
+
+    /// The apiVersion its objects have.
+    pub fn api_version(self) -> &'static str {
+        if self == WorkloadKind::PodTemplate { "v1" } else { "apps/v1" }
+    }
+}
+
+impl std::fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// never (default), onsuccess or progressively: when to scale the referenced Deployment down.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ScaleDown {
+    /// Never: the Deployment keeps its replicas (the default).
+    Never,
+    /// To zero once the Rollout's own pods are all available.
+    OnSuccess,
+    /// Down by as many pods as the Rollout has available, then to zero.
+    Progressively,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

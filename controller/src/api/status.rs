@@ -71,6 +71,43 @@ pub struct RolloutStatus {
     pub conditions: Option<Vec<RolloutCondition>>,
 }
 
+/// A Rollout's phase, as `status.phase` names it. Kept as text in the status, so a phase written
+/// by something else still reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Healthy,
+    Progressing,
+    Paused,
+    Degraded,
+    /// A phase this controller doesn't know, or none at all.
+    Unknown,
+}
+
+impl Phase {
+    pub fn parse(text: &str) -> Phase {
+        [Phase::Healthy, Phase::Progressing, Phase::Paused, Phase::Degraded]
+            .into_iter()
+            .find(|phase| phase.as_str() == text)
+            .unwrap_or(Phase::Unknown)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Healthy => "Healthy",
+            Phase::Progressing => "Progressing",
+            Phase::Paused => "Paused",
+            Phase::Degraded => "Degraded",
+            Phase::Unknown => "Unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PauseCondition {

@@ -15,7 +15,7 @@ use crate::api::{FIELD_MANAGER, Rollout};
 use crate::context::{Context, Error};
 use crate::plan::{Action, Observed, Plan};
 
-pub use rollout::{merge_diff, write_invalid_object};
+pub use rollout::{merge_diff, write_unreadable};
 
 fn params() -> PatchParams {
     PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }

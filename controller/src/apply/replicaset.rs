@@ -30,11 +30,6 @@ pub async fn create(ctx: &Context, rollout: &Rollout, rs: &ReplicaSet) -> Result
             if existing.as_ref().is_some_and(|existing| owned_by(existing, rollout)) {
                 return Ok(());
             }
-            let count = rollout.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0) + 1;
-            let patch = json!({"status": {"collisionCount": count}});
-            let rollouts: Api<Rollout> =
-                Api::namespaced(ctx.client.clone(), rollout.meta().namespace.as_deref().unwrap_or_default());
-            rollouts.patch_status(&rollout.name_any(), &params(), &Patch::Merge(&patch)).await?;
             Err(Error::HashCollision(rs.name_any()))
         }
         Err(kube::Error::Api(status)) if status.code == 422 => Err(Error::InvalidTemplate(status.message)),

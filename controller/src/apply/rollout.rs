@@ -95,16 +95,10 @@ pub async fn patch_status(ctx: &Context, rollout: &Rollout, status: &RolloutStat
     Ok(Some(written))
 }
 
-/// A Rollout that can't even be read: says so in its status, without touching anything else.
-pub async fn write_invalid_object(ctx: &Context, namespace: &str, name: &str, error: &str) -> Result<(), Error> {
-    let message = format!("The Rollout \"{name}\" is invalid: it could not be read ({error}); fix the field named");
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let patch = json!({"status": {
-        "phase": "Degraded",
-        "message": format!("InvalidSpec: {message}"),
-        "conditions": [{"type": "InvalidSpec", "status": "True", "reason": "InvalidSpec", "message": message,
-                        "lastUpdateTime": now, "lastTransitionTime": now}],
-    }});
+/// The status of a Rollout that can't even be read (see `plan::unreadable`), written without
+/// reading the object.
+pub async fn write_unreadable(ctx: &Context, namespace: &str, name: &str, status: &RolloutStatus) -> Result<(), Error> {
+    let patch = json!({"status": status});
     let resource = kube::api::ApiResource::erase::<Rollout>(&());
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, &resource);
     api.patch_status(name, &params(), &Patch::Merge(&patch)).await?;

@@ -5,6 +5,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::api::RolloutCondition;
 
+// Condition types.
 pub const PROGRESSING: &str = "Progressing";
 pub const AVAILABLE: &str = "Available";
 pub const PAUSED: &str = "Paused";
@@ -12,6 +13,30 @@ pub const HEALTHY: &str = "Healthy";
 pub const COMPLETED: &str = "Completed";
 pub const INVALID_SPEC: &str = "InvalidSpec";
 pub const REPLICA_FAILURE: &str = "ReplicaFailure";
+
+/// A condition's status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    True,
+    False,
+    Unknown,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::True => "True",
+            Status::False => "False",
+            Status::Unknown => "Unknown",
+        }
+    }
+}
+
+impl From<bool> for Status {
+    fn from(value: bool) -> Self {
+        if value { Status::True } else { Status::False }
+    }
+}
 
 pub fn find<'a>(conditions: &'a [RolloutCondition], type_: &str) -> Option<&'a RolloutCondition> {
     conditions.iter().find(|c| c.type_ == type_)
@@ -22,12 +47,12 @@ pub fn find<'a>(conditions: &'a [RolloutCondition], type_: &str) -> Option<&'a R
 pub fn set(
     conditions: &mut Vec<RolloutCondition>,
     type_: &str,
-    status: &str,
+    status: Status,
     reason: &str,
     message: &str,
     now: Timestamp,
 ) {
-    let now = Time(now);
+    let (now, status) = (Time(now), status.as_str());
     match conditions.iter_mut().find(|c| c.type_ == type_) {
         Some(existing) if existing.status == status && existing.reason == reason && existing.message == message => {}
         Some(existing) => {
@@ -55,7 +80,7 @@ pub fn set(
 pub fn touch(
     conditions: &mut Vec<RolloutCondition>,
     type_: &str,
-    status: &str,
+    status: Status,
     reason: &str,
     message: &str,
     now: Timestamp,
@@ -73,6 +98,7 @@ pub fn remove(conditions: &mut Vec<RolloutCondition>, type_: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::reasons;
 
     fn at(seconds: i64) -> Timestamp {
         Timestamp::from_second(seconds).unwrap()
@@ -81,17 +107,17 @@ mod tests {
     #[test]
     fn transition_time_moves_only_with_the_status() {
         let mut conditions = Vec::new();
-        set(&mut conditions, PROGRESSING, "True", "ReplicaSetUpdated", "a", at(1));
-        set(&mut conditions, PROGRESSING, "True", "ReplicaSetUpdated", "a", at(2));
+        set(&mut conditions, PROGRESSING, Status::True, reasons::REPLICA_SET_UPDATED, "a", at(1));
+        set(&mut conditions, PROGRESSING, Status::True, reasons::REPLICA_SET_UPDATED, "a", at(2));
         assert_eq!(conditions[0].last_update_time, Time(at(1)), "identical: untouched");
-        set(&mut conditions, PROGRESSING, "True", "NewReplicaSetAvailable", "b", at(3));
+        set(&mut conditions, PROGRESSING, Status::True, reasons::NEW_REPLICA_SET_AVAILABLE, "b", at(3));
         assert_eq!(
             (conditions[0].last_transition_time.clone(), conditions[0].last_update_time.clone()),
             (Time(at(1)), Time(at(3)))
         );
-        set(&mut conditions, PROGRESSING, "False", "RolloutAborted", "c", at(4));
+        set(&mut conditions, PROGRESSING, Status::False, reasons::ROLLOUT_ABORTED, "c", at(4));
         assert_eq!(conditions[0].last_transition_time, Time(at(4)));
-        touch(&mut conditions, PROGRESSING, "False", "RolloutAborted", "c", at(5));
+        touch(&mut conditions, PROGRESSING, Status::False, reasons::ROLLOUT_ABORTED, "c", at(5));
         assert_eq!(conditions[0].last_update_time, Time(at(5)));
         remove(&mut conditions, PROGRESSING);
         assert!(conditions.is_empty());

@@ -2,8 +2,9 @@
 //! the garbage collector removes the ReplicaSets.
 
 use super::planner::Planner;
+use super::reasons;
 use super::{Action, Event, Observed, Plan, rollout_name, seconds};
-use crate::api::FINALIZER;
+use crate::api::{FINALIZER, ScaleDown};
 
 /// A Rollout being deleted gives the restored Deployment this long to become available.
 const RESTORE_TIMEOUT: i64 = 600;
@@ -15,7 +16,7 @@ impl<'a> Planner<'a> {
             .spec
             .workload_ref
             .as_ref()
-            .is_some_and(|w| matches!(w.scale_down.as_deref(), Some("onsuccess" | "progressively")));
+            .is_some_and(|w| matches!(w.scale_down, Some(ScaleDown::OnSuccess | ScaleDown::Progressively)));
         let has = rollout.metadata.finalizers.iter().flatten().any(|f| f == FINALIZER);
         if (restores_workload || self.valid.services.is_some()) && !has {
             self.actions.push(Action::AddFinalizer);
@@ -35,13 +36,13 @@ pub(super) fn finalize(observed: &Observed) -> Plan {
     let replicas = rollout.spec.replicas.unwrap_or(1);
     let mut done = true;
     if let (Some(reference), Some(workload)) = (&rollout.spec.workload_ref, &observed.workload) {
-        let scaled_down_by_us = matches!(reference.scale_down.as_deref(), Some("onsuccess" | "progressively"));
+        let scaled_down_by_us = matches!(reference.scale_down, Some(ScaleDown::OnSuccess | ScaleDown::Progressively));
         if let (true, Some(current)) = (scaled_down_by_us, workload.deployment_replicas) {
             if current < replicas {
                 plan.actions.push(Action::ScaleWorkload { name: reference.name.clone(), replicas });
                 plan.events.push(Event {
                     warning: false,
-                    reason: "WorkloadRestored",
+                    reason: reasons::WORKLOAD_RESTORED,
                     message: format!(
                         "Scaled Deployment {} back to {replicas} before deleting the Rollout",
                         reference.name

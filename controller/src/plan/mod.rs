@@ -15,6 +15,7 @@ pub mod metadata;
 mod observed;
 mod planner;
 mod promotion;
+pub mod reasons;
 mod replica_sets;
 pub mod replicas;
 mod restart;
@@ -39,7 +40,7 @@ pub use observed::{
     Observed, PlanConfig, PodView, RecordedTemplate, ReplicaSetView, ServiceView, VirtualServiceView, Workload,
 };
 
-use crate::api::{Rollout, RolloutStatus};
+use crate::api::{Phase, Rollout, RolloutStatus};
 use conditions as cond;
 use metadata::MetadataChange;
 use planner::Planner;
@@ -185,21 +186,43 @@ pub fn invalid_template(observed: &Observed, apiserver_message: &str) -> Plan {
     invalid(observed, before, &format!("spec.template: the apiserver rejected the pod template: {apiserver_message}"))
 }
 
+/// Another object holds the name of the ReplicaSet this plan creates: count the collision, so the
+/// next plan hashes the template to another name (as upstream).
+pub fn hash_collision(observed: &Observed) -> Plan {
+    let mut status = observed.rollout.status.clone().unwrap_or_default();
+    status.collision_count = Some(status.collision_count.unwrap_or(0).saturating_add(1));
+    Plan { status, ..Default::default() }
+}
+
+/// The status of a Rollout that can't even be read (a field of the wrong type, which the CRD
+/// schema can't catch): Degraded, with the reader's error, so whoever looks sees what to fix.
+pub fn unreadable(name: &str, error: &str, now: Timestamp) -> RolloutStatus {
+    let message = format!("The Rollout \"{name}\" is invalid: it could not be read ({error}); fix the field named");
+    let mut conditions = Vec::new();
+    cond::set(&mut conditions, cond::INVALID_SPEC, cond::Status::True, reasons::INVALID_SPEC, &message, now);
+    RolloutStatus {
+        phase: Some(Phase::Degraded.as_str().into()),
+        message: Some(format!("InvalidSpec: {message}")),
+        conditions: Some(conditions),
+        ..Default::default()
+    }
+}
+
 /// An invalid spec: report it and change nothing else.
 fn invalid(observed: &Observed, before: RolloutStatus, message: &str) -> Plan {
     let mut status = before.clone();
     let mut conditions = status.conditions.take().unwrap_or_default();
     let full = format!("The Rollout \"{}\" is invalid: {message}", rollout_name(&observed.rollout));
-    cond::set(&mut conditions, cond::INVALID_SPEC, "True", cond::INVALID_SPEC, &full, observed.now);
+    cond::set(&mut conditions, cond::INVALID_SPEC, cond::Status::True, cond::INVALID_SPEC, &full, observed.now);
     status.conditions = Some(conditions);
-    status.phase = Some("Degraded".into());
+    status.phase = Some(Phase::Degraded.as_str().into());
     status.message = Some(format!("InvalidSpec: {full}"));
     status.observed_generation = generation(&observed.rollout);
     let mut events = Vec::new();
     let changed =
         before.conditions.as_deref().and_then(|c| cond::find(c, cond::INVALID_SPEC)).is_none_or(|c| c.message != full);
     if changed {
-        events.push(Event { warning: true, reason: "InvalidSpec", message: full });
+        events.push(Event { warning: true, reason: reasons::INVALID_SPEC, message: full });
     }
     Plan { status, events, ..Default::default() }
 }

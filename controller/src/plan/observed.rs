@@ -74,7 +74,6 @@ pub struct ReplicaSetView {
     /// `rollout.argoproj.io/desired-replicas`: spec.replicas of the Rollout when last sized.
     pub desired_replicas_annotation: Option<i32>,
     pub scale_down_deadline: Option<Timestamp>,
-    pub min_ready_seconds: i32,
     pub created: Option<Timestamp>,
     /// The ReplicaSet controller has seen the latest spec.
     pub status_current: bool,
@@ -118,8 +117,6 @@ pub struct RecordedTemplate {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PodView {
     pub name: String,
-    /// Pod-template hash label, naming the ReplicaSet.
-    pub hash: String,
     pub created: Option<Timestamp>,
     pub available: bool,
     pub deleting: bool,

@@ -6,6 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use super::planner::Planner;
+use super::reasons;
 use super::{later, seconds};
 use crate::api::CanaryStatus;
 
@@ -96,7 +97,7 @@ impl<'a> Planner<'a> {
         self.next.controller_pause = None;
         self.next.current_step_index = (!self.valid.steps.is_empty()).then_some(self.steps_len());
         let message = format!("Rollout completed update to revision {} ({}): {reason}", self.revision(), self.hash);
-        self.event("RolloutCompleted", message);
+        self.event(reasons::ROLLOUT_COMPLETED, message);
         if !self.routed() {
             // Basic canary: the stable Service follows at once, and the old pods go within budget.
             if let Some((stable_service, _)) = self.valid.services {

@@ -11,6 +11,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::metadata::{self, Role};
 use super::planner::Planner;
+use super::reasons;
 use super::replicas::{self, BasicCanary, RoutedCanary, Scale};
 use super::step_list;
 use super::{Action, Event, ReplicaSetView, rollout_name, seconds};
@@ -224,7 +225,7 @@ impl<'a> Planner<'a> {
             let direction = if replicas > rs.spec_replicas { "up" } else { "down" };
             let revision = rs.revision.map_or_else(String::new, |r| format!(" (revision {r})"));
             self.event(
-                "ScalingReplicaSet",
+                reasons::SCALING_REPLICA_SET,
                 format!("Scaled {direction} ReplicaSet {}{revision} from {} to {replicas}", rs.name, rs.spec_replicas),
             );
         }
@@ -258,8 +259,8 @@ impl<'a> Planner<'a> {
         let record = template_record(&self.observed.rollout, &self.valid.template, &self.hash, revision);
         self.actions.push(Action::RecordTemplate(Box::new(record)));
         self.actions.push(Action::CreateReplicaSet(Box::new(rs)));
-        self.event("RolloutUpdated", format!("Rollout updated to revision {revision}"));
-        self.event("NewReplicaSetCreated", format!("Created ReplicaSet {name} (revision {revision})"));
+        self.event(reasons::ROLLOUT_UPDATED, format!("Rollout updated to revision {revision}"));
+        self.event(reasons::NEW_REPLICA_SET_CREATED, format!("Created ReplicaSet {name} (revision {revision})"));
         self.sizes.insert(name.clone(), replicas);
         self.created_rs = true;
         self.wait(format!("waiting for canary ReplicaSet {name}: 0 of {replicas} pods available"));
@@ -295,7 +296,7 @@ impl<'a> Planner<'a> {
         self.actions.push(Action::CreateReplicaSet(Box::new(rs)));
         self.events.push(Event {
             warning: true,
-            reason: "ReplicaSetRecreated",
+            reason: reasons::REPLICA_SET_RECREATED,
             message: format!("Created the stable ReplicaSet {name} again: it was deleted"),
         });
         self.wait(format!("waiting for stable ReplicaSet {name}, created again after it was deleted"));

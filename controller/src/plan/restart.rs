@@ -4,6 +4,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::SignedDuration;
 
 use super::planner::Planner;
+use super::reasons;
 use super::replicas::{self};
 use super::{Action, PodView};
 
@@ -37,7 +38,7 @@ impl<'a> Planner<'a> {
             pods.iter().filter(|p| !p.deleting && p.created.is_some_and(|c| c < restart_at)).collect();
         if old.is_empty() {
             self.next.restarted_at = Some(Time(restart_at));
-            self.event("RolloutRestarted", format!("Restarted all pods created before {restart_at}"));
+            self.event(reasons::ROLLOUT_RESTARTED, format!("Restarted all pods created before {restart_at}"));
             return;
         }
         old.sort_by_key(|p| p.created);

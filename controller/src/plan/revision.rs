@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::conditions as cond;
 use super::planner::Planner;
+use super::reasons;
 use super::{Action, Event};
 use crate::api::{REVISION_ANNOTATION, WORKLOAD_GENERATION_ANNOTATION};
 
@@ -55,13 +56,13 @@ impl<'a> Planner<'a> {
         if back_to_stable && !self.valid.steps.is_empty() {
             self.next.current_step_index = Some(self.steps_len());
             if template_changed {
-                self.event("SkipSteps", "Rollback to stable ReplicaSets".into());
+                self.event(reasons::SKIP_STEPS, "Rollback to stable ReplicaSets".into());
             }
         }
         if template_changed && self.before.stable_rs.is_some() && !back_to_stable {
             let revision = self.max_other_revision() + 1;
             self.event(
-                "RolloutNotCompleted",
+                reasons::ROLLOUT_NOT_COMPLETED,
                 format!("Rollout not completed, started update to revision {revision} ({})", self.hash),
             );
         }
@@ -78,7 +79,7 @@ impl<'a> Planner<'a> {
         self.next.controller_pause = None;
         let message =
             format!("Rollout completed update to revision {} ({}): Initial deploy", self.revision(), self.hash);
-        self.event("RolloutCompleted", message);
+        self.event(reasons::ROLLOUT_COMPLETED, message);
     }
 
     pub(super) fn abort_and_retry(&mut self) {
@@ -96,7 +97,7 @@ impl<'a> Planner<'a> {
                 self.hash
             );
             self.notice = Some(message.clone());
-            self.events.push(Event { warning: true, reason: "RolloutAbortIgnored", message });
+            self.events.push(Event { warning: true, reason: reasons::ROLLOUT_ABORT_IGNORED, message });
         }
         if self.aborted() {
             if !self.valid.steps.is_empty() {
@@ -108,12 +109,19 @@ impl<'a> Planner<'a> {
             if self.next.aborted_at.is_none() {
                 self.next.aborted_at = Some(self.stamp());
                 let message = format!("Rollout aborted update to revision {}", self.revision());
-                self.events.push(Event { warning: true, reason: "RolloutAborted", message });
+                self.events.push(Event { warning: true, reason: reasons::ROLLOUT_ABORTED, message });
             }
         } else if self.next.aborted_at.is_some() {
             self.next.aborted_at = None;
             let message = "Retrying Rollout after abort";
-            cond::set(&mut self.conditions, cond::PROGRESSING, "Unknown", "RolloutRetry", message, self.now);
+            cond::set(
+                &mut self.conditions,
+                cond::PROGRESSING,
+                cond::Status::Unknown,
+                reasons::ROLLOUT_RETRY,
+                message,
+                self.now,
+            );
         }
     }
 

@@ -3,6 +3,7 @@
 
 use super::Action;
 use super::planner::Planner;
+use super::reasons;
 use crate::api::POD_TEMPLATE_HASH_LABEL;
 
 impl<'a> Planner<'a> {
@@ -66,7 +67,10 @@ impl<'a> Planner<'a> {
             hash: Some(hash.into()),
             changed_at: self.now,
         });
-        self.event("SwitchService", format!("Switched selector for service '{service}' from '{from}' to '{hash}'"));
+        self.event(
+            reasons::SWITCH_SERVICE,
+            format!("Switched selector for service '{service}' from '{from}' to '{hash}'"),
+        );
         true
     }
 

@@ -2,11 +2,10 @@
 
 use super::conditions as cond;
 use super::planner::Planner;
+use super::reasons;
 use super::step_list;
 use super::{Action, Event, ReplicaSetView, generation, later, seconds};
-use crate::api::CanaryStatus;
-
-const DEFAULT_PROGRESS_DEADLINE: i64 = 600;
+use crate::api::{CanaryStatus, DEFAULT_PROGRESS_DEADLINE_SECONDS, Phase};
 
 impl<'a> Planner<'a> {
     pub(super) fn write_status(&mut self) {
@@ -66,27 +65,34 @@ impl<'a> Planner<'a> {
         let c = &mut self.conditions;
         cond::remove(c, cond::INVALID_SPEC);
         if total_available >= self.replicas {
-            cond::set(c, cond::AVAILABLE, "True", "AvailableReason", "Rollout has minimum availability", now);
+            cond::set(
+                c,
+                cond::AVAILABLE,
+                cond::Status::True,
+                reasons::AVAILABLE,
+                "Rollout has minimum availability",
+                now,
+            );
         } else {
             cond::set(
                 c,
                 cond::AVAILABLE,
-                "False",
-                "AvailableReason",
+                cond::Status::False,
+                reasons::AVAILABLE,
                 "Rollout does not have minimum availability",
                 now,
             );
         }
         if paused {
-            cond::set(c, cond::PAUSED, "True", "RolloutPaused", "Rollout is paused", now);
+            cond::set(c, cond::PAUSED, cond::Status::True, reasons::ROLLOUT_PAUSED, "Rollout is paused", now);
         } else if cond::find(c, cond::PAUSED).is_some() {
-            cond::set(c, cond::PAUSED, "False", "RolloutPaused", "Rollout is paused", now);
+            cond::set(c, cond::PAUSED, cond::Status::False, reasons::ROLLOUT_PAUSED, "Rollout is paused", now);
         }
         let completed = self.next.stable_rs.as_deref() == Some(self.hash.as_str());
-        let completed_status = if completed { "True" } else { "False" };
-        cond::set(c, cond::COMPLETED, completed_status, "RolloutCompleted", "RolloutCompleted", now);
+        let completed_status = cond::Status::from(completed);
+        cond::set(c, cond::COMPLETED, completed_status, reasons::ROLLOUT_COMPLETED, reasons::ROLLOUT_COMPLETED, now);
         match self.new_rs.and_then(|rs| rs.failure.clone()) {
-            Some((reason, message)) => cond::set(c, cond::REPLICA_FAILURE, "True", &reason, &message, now),
+            Some((reason, message)) => cond::set(c, cond::REPLICA_FAILURE, cond::Status::True, &reason, &message, now),
             None => cond::remove(c, cond::REPLICA_FAILURE),
         }
 
@@ -96,32 +102,32 @@ impl<'a> Planner<'a> {
         let c = &mut self.conditions;
         if self.next.abort == Some(true) {
             // An abort keeps the message it started with (it may say why it aborted).
-            if cond::find(c, cond::PROGRESSING).is_none_or(|p| p.reason != "RolloutAborted") {
-                cond::set(c, cond::PROGRESSING, "False", "RolloutAborted", &aborted_message, now);
+            if cond::find(c, cond::PROGRESSING).is_none_or(|p| p.reason != reasons::ROLLOUT_ABORTED) {
+                cond::set(c, cond::PROGRESSING, cond::Status::False, reasons::ROLLOUT_ABORTED, &aborted_message, now);
             }
         } else if paused {
-            cond::set(c, cond::PROGRESSING, "Unknown", "RolloutPaused", "Rollout is paused", now);
+            cond::set(c, cond::PROGRESSING, cond::Status::Unknown, reasons::ROLLOUT_PAUSED, "Rollout is paused", now);
         } else if healthy {
             let message = format!("ReplicaSet \"{new_name}\" has successfully progressed.");
-            cond::set(c, cond::PROGRESSING, "True", "NewReplicaSetAvailable", &message, now);
+            cond::set(c, cond::PROGRESSING, cond::Status::True, reasons::NEW_REPLICA_SET_AVAILABLE, &message, now);
         } else if self.created_rs {
             cond::touch(
                 c,
                 cond::PROGRESSING,
-                "True",
-                "NewReplicaSetCreated",
+                cond::Status::True,
+                reasons::NEW_REPLICA_SET_CREATED,
                 &format!("Created new replica set \"{new_name}\""),
                 now,
             );
         } else if progressed
             || cond::find(c, cond::PROGRESSING)
-                .is_none_or(|p| p.reason == "RolloutPaused" || p.reason == "NewReplicaSetAvailable")
+                .is_none_or(|p| p.reason == reasons::ROLLOUT_PAUSED || p.reason == reasons::NEW_REPLICA_SET_AVAILABLE)
         {
             cond::touch(
                 c,
                 cond::PROGRESSING,
-                "True",
-                "ReplicaSetUpdated",
+                cond::Status::True,
+                reasons::REPLICA_SET_UPDATED,
                 &format!("ReplicaSet \"{new_name}\" is progressing."),
                 now,
             );
@@ -130,9 +136,9 @@ impl<'a> Planner<'a> {
         }
         let c = &mut self.conditions;
         if healthy {
-            cond::set(c, cond::HEALTHY, "True", "RolloutHealthy", "Rollout is healthy", now);
+            cond::set(c, cond::HEALTHY, cond::Status::True, reasons::ROLLOUT_HEALTHY, "Rollout is healthy", now);
         } else if cond::find(c, cond::HEALTHY).is_some() {
-            cond::set(c, cond::HEALTHY, "False", "RolloutHealthy", "Rollout is not healthy", now);
+            cond::set(c, cond::HEALTHY, cond::Status::False, reasons::ROLLOUT_HEALTHY, "Rollout is not healthy", now);
         }
     }
 
@@ -141,7 +147,7 @@ impl<'a> Planner<'a> {
         let Some(progressing) = cond::find(&self.conditions, cond::PROGRESSING) else {
             return;
         };
-        if progressing.reason == "ProgressDeadlineExceeded" {
+        if progressing.reason == reasons::PROGRESS_DEADLINE_EXCEEDED {
             return;
         }
         if self.promoted() && self.waiting.is_none() {
@@ -150,7 +156,7 @@ impl<'a> Planner<'a> {
         let deadline = later(
             progressing.last_update_time.0,
             seconds(i64::from(
-                self.observed.rollout.spec.progress_deadline_seconds.unwrap_or(DEFAULT_PROGRESS_DEADLINE as i32),
+                self.observed.rollout.spec.progress_deadline_seconds.unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECONDS),
             )),
         );
         if self.now < deadline {
@@ -160,12 +166,26 @@ impl<'a> Planner<'a> {
         let message = format!("ReplicaSet \"{new_name}\" has timed out progressing.");
         if self.observed.rollout.spec.progress_deadline_abort == Some(true) && !self.promoted() {
             let aborted = format!("Rollout aborted update to revision {}: {message}", self.revision());
-            cond::set(&mut self.conditions, cond::PROGRESSING, "False", "RolloutAborted", &aborted, self.now);
+            cond::set(
+                &mut self.conditions,
+                cond::PROGRESSING,
+                cond::Status::False,
+                reasons::ROLLOUT_ABORTED,
+                &aborted,
+                self.now,
+            );
             self.next.abort = Some(true);
             self.next.aborted_at = Some(self.stamp());
-            self.events.push(Event { warning: true, reason: "RolloutAborted", message: aborted });
+            self.events.push(Event { warning: true, reason: reasons::ROLLOUT_ABORTED, message: aborted });
         } else {
-            cond::set(&mut self.conditions, cond::PROGRESSING, "False", "ProgressDeadlineExceeded", &message, self.now);
+            cond::set(
+                &mut self.conditions,
+                cond::PROGRESSING,
+                cond::Status::False,
+                reasons::PROGRESS_DEADLINE_EXCEEDED,
+                &message,
+                self.now,
+            );
         }
     }
 
@@ -179,25 +199,26 @@ impl<'a> Planner<'a> {
             .as_ref()
             .map(|t| t.0)
             .is_some_and(|at| self.next.restarted_at.as_ref().map(|t| t.0) != Some(at));
-        let (phase, message) = if let Some(p) =
-            progressing.as_ref().filter(|p| p.reason == "RolloutAborted" || p.reason == "ProgressDeadlineExceeded")
+        let (phase, message) = if let Some(p) = progressing
+            .as_ref()
+            .filter(|p| p.reason == reasons::ROLLOUT_ABORTED || p.reason == reasons::PROGRESS_DEADLINE_EXCEEDED)
         {
             let pending = self.waiting.as_deref().map(|w| format!("; {w}")).unwrap_or_default();
-            ("Degraded", Some(format!("{}: {}{pending}", p.reason, p.message)))
+            (Phase::Degraded, Some(format!("{}: {}{pending}", p.reason, p.message)))
         } else if self.paused_by_user() {
-            ("Paused", Some("manually paused".to_string()))
+            (Phase::Paused, Some("manually paused".to_string()))
         } else if let Some(pause) = self.next.pause_conditions.as_deref().and_then(|p| p.first()) {
-            ("Paused", Some(self.waiting.clone().unwrap_or_else(|| pause.reason.clone())))
+            (Phase::Paused, Some(self.waiting.clone().unwrap_or_else(|| pause.reason.clone())))
         } else if let Some(waiting) = self.waiting.clone() {
-            ("Progressing", Some(waiting))
+            (Phase::Progressing, Some(waiting))
         } else if restarting {
-            ("Progressing", Some("rollout is restarting".to_string()))
+            (Phase::Progressing, Some("rollout is restarting".to_string()))
         } else if self.healthy() {
-            ("Healthy", None)
+            (Phase::Healthy, None)
         } else {
-            ("Progressing", Some(self.default_progress_message()))
+            (Phase::Progressing, Some(self.default_progress_message()))
         };
-        self.next.phase = Some(phase.into());
+        self.next.phase = Some(phase.as_str().into());
         self.next.message = match (self.notice.take(), message) {
             (Some(notice), Some(message)) => Some(format!("{notice}; {message}")),
             (notice, message) => notice.or(message),

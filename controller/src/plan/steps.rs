@@ -5,6 +5,7 @@ use k8s_openapi::jiff::SignedDuration;
 
 use super::later;
 use super::planner::Planner;
+use super::reasons;
 use super::step_list;
 use crate::api::PauseCondition;
 
@@ -82,12 +83,15 @@ impl<'a> Planner<'a> {
         let step = &self.valid.steps[index];
         let description = step_list::describe_step(step);
         self.next.current_step_index = Some(i32::try_from(index + 1).unwrap_or(i32::MAX));
-        self.event("RolloutStepCompleted", format!("Rollout step {}/{total} completed ({description})", index + 1));
+        self.event(
+            reasons::ROLLOUT_STEP_COMPLETED,
+            format!("Rollout step {}/{total} completed ({description})", index + 1),
+        );
         let had_pause = !self.pause_conditions().is_empty() || self.next.controller_pause == Some(true);
         if had_pause {
             self.next.pause_conditions = None;
             self.next.controller_pause = None;
-            self.event("RolloutResumed", "Rollout is resumed".into());
+            self.event(reasons::ROLLOUT_RESUMED, "Rollout is resumed".into());
         }
         // Entering a pause step starts its clock now.
         if let Some(next_step) = self.valid.steps.get(index + 1)
@@ -101,9 +105,9 @@ impl<'a> Planner<'a> {
 
     pub(super) fn enter_pause(&mut self) {
         self.next.pause_conditions =
-            Some(vec![PauseCondition { reason: "CanaryPauseStep".into(), start_time: self.stamp() }]);
+            Some(vec![PauseCondition { reason: reasons::CANARY_PAUSE_STEP.into(), start_time: self.stamp() }]);
         self.next.controller_pause = Some(true);
-        self.event("RolloutPaused", "Rollout is paused (CanaryPauseStep)".into());
+        self.event(reasons::ROLLOUT_PAUSED, "Rollout is paused (CanaryPauseStep)".into());
     }
 
     /// Whether the pause step at `index` is over: promoted by a person, or its duration has
@@ -114,7 +118,8 @@ impl<'a> Planner<'a> {
         index: usize,
         total: usize,
     ) -> bool {
-        let started = self.pause_conditions().iter().find(|c| c.reason == "CanaryPauseStep").map(|c| c.start_time.0);
+        let started =
+            self.pause_conditions().iter().find(|c| c.reason == reasons::CANARY_PAUSE_STEP).map(|c| c.start_time.0);
         let Some(started) = started else {
             if self.next.controller_pause == Some(true) {
                 return true; // the pause condition was cleared: promoted

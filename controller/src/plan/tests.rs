@@ -5,8 +5,9 @@ use super::*;
 use crate::api::{
     CanaryStep, CanaryStrategy, DESIRED_REPLICAS_ANNOTATION, EPHEMERAL_METADATA_ANNOTATION, FINALIZER,
     IstioTrafficRouting, IstioVirtualService, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION,
-    REVISION_HISTORY_ANNOTATION, RolloutPause, RolloutSpec, RolloutStrategy, SCALE_DOWN_DEADLINE_ANNOTATION,
-    SetCanaryScale, TRAFFIC_CHANGED_ANNOTATION, TrafficRouting, WORKLOAD_GENERATION_ANNOTATION, WorkloadRef,
+    REVISION_HISTORY_ANNOTATION, RolloutPause, RolloutSpec, RolloutStrategy, SCALE_DOWN_DEADLINE_ANNOTATION, ScaleDown,
+    SetCanaryScale, TRAFFIC_CHANGED_ANNOTATION, TrafficRouting, WORKLOAD_GENERATION_ANNOTATION, WorkloadKind,
+    WorkloadRef,
 };
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
@@ -557,7 +558,7 @@ fn invalid_specs_are_reported_and_nothing_is_written() {
         (
             Box::new(|r| {
                 r.spec.workload_ref =
-                    Some(WorkloadRef { kind: "Deployment".into(), name: "web".into(), ..Default::default() })
+                    Some(WorkloadRef { kind: WorkloadKind::Deployment, name: "web".into(), ..Default::default() })
             }),
             "spec.template must be empty when spec.workloadRef is set",
         ),
@@ -606,9 +607,9 @@ fn a_missing_workload_is_invalid_until_it_appears() {
     let mut spec = rollout(2, vec![set_weight(50)]);
     spec.spec.template = None;
     spec.spec.workload_ref = Some(WorkloadRef {
-        kind: "Deployment".into(),
+        kind: WorkloadKind::Deployment,
         name: "web".into(),
-        scale_down: Some("onsuccess".into()),
+        scale_down: Some(ScaleDown::OnSuccess),
         ..Default::default()
     });
     let mut sim = Sim::new(observed(spec));
@@ -753,15 +754,8 @@ fn hpa_scaling_mid_canary_resplits_without_advancing() {
 #[test]
 fn restart_evicts_old_pods_within_max_unavailable() {
     let mut sim = healthy_basic(vec![set_weight(25)]);
-    let v1 = hash_of("v1");
     sim.observed.pods = (0..4)
-        .map(|i| PodView {
-            name: format!("p{i}"),
-            hash: v1.clone(),
-            created: Some(t(0)),
-            available: true,
-            deleting: false,
-        })
+        .map(|i| PodView { name: format!("p{i}"), created: Some(t(0)), available: true, deleting: false })
         .collect();
     sim.observed.rollout.spec.restart_at = Some(Time(t(10)));
     let early = plan(&sim.observed);
@@ -771,13 +765,7 @@ fn restart_evicts_old_pods_within_max_unavailable() {
     let evicted: Vec<_> = plan.actions.iter().filter(|a| matches!(a, Action::EvictPod { .. })).collect();
     assert_eq!(evicted.len(), 1, "25% of 4");
     sim.observed.pods = (0..4)
-        .map(|i| PodView {
-            name: format!("n{i}"),
-            hash: v1.clone(),
-            created: Some(t(11)),
-            available: true,
-            deleting: false,
-        })
+        .map(|i| PodView { name: format!("n{i}"), created: Some(t(11)), available: true, deleting: false })
         .collect();
     let done = super::plan(&sim.observed);
     assert_eq!(done.status.restarted_at, Some(Time(t(10))));
@@ -1089,13 +1077,13 @@ fn times_past_the_end_of_the_calendar_are_never_a_panic() {
     assert_eq!(plan.requeue_at, Some(Timestamp::MAX));
 }
 
-fn workload_ref_sim(scale_down: &str, steps: Vec<CanaryStep>) -> Sim {
+fn workload_ref_sim(scale_down: ScaleDown, steps: Vec<CanaryStep>) -> Sim {
     let mut spec = rollout(4, steps);
     spec.spec.template = None;
     spec.spec.workload_ref = Some(WorkloadRef {
-        kind: "Deployment".into(),
+        kind: WorkloadKind::Deployment,
         name: "web".into(),
-        scale_down: Some(scale_down.into()),
+        scale_down: Some(scale_down),
         ..Default::default()
     });
     // Annotated like anything applied with kubectl: Argo CD's health check then compares the
@@ -1115,7 +1103,7 @@ fn workload_ref_sim(scale_down: &str, steps: Vec<CanaryStep>) -> Sim {
 
 #[test]
 fn the_workload_generation_is_annotated_and_observed_in_every_state() {
-    let mut sim = workload_ref_sim("never", vec![set_weight(25), pause(None)]);
+    let mut sim = workload_ref_sim(ScaleDown::Never, vec![set_weight(25), pause(None)]);
     let annotation = |sim: &Sim| {
         sim.observed.rollout.metadata.annotations.as_ref().and_then(|a| a.get(WORKLOAD_GENERATION_ANNOTATION).cloned())
     };
@@ -1135,10 +1123,10 @@ fn the_workload_generation_is_annotated_and_observed_in_every_state() {
 
 #[test]
 fn scale_down_keeps_the_deployment_at_zero_at_every_step() {
-    for mode in ["onsuccess", "progressively"] {
+    for mode in [ScaleDown::OnSuccess, ScaleDown::Progressively] {
         let mut sim = workload_ref_sim(mode, vec![set_weight(25), pause(None)]);
         let deployment = |sim: &Sim| sim.observed.workload.as_ref().unwrap().deployment_replicas;
-        assert_eq!(deployment(&sim), Some(0), "{mode}: scaled down once the Rollout serves");
+        assert_eq!(deployment(&sim), Some(0), "{mode:?}: scaled down once the Rollout serves");
         let workload = sim.observed.workload.as_mut().unwrap();
         workload.template = template("v2");
         workload.generation = Some(2);
@@ -1147,7 +1135,7 @@ fn scale_down_keeps_the_deployment_at_zero_at_every_step() {
         // A GitOps re-sync (or `kubectl scale`) mid-canary.
         sim.observed.workload.as_mut().unwrap().deployment_replicas = Some(4);
         sim.settle();
-        assert_eq!(deployment(&sim), Some(0), "{mode}: undone at the pause of a later revision");
+        assert_eq!(deployment(&sim), Some(0), "{mode:?}: undone at the pause of a later revision");
     }
 }
 
@@ -1409,4 +1397,28 @@ fn a_replica_set_named_by_the_legacy_hash_is_still_the_current_revision() {
     sim.update_template("v2");
     sim.settle();
     assert!(sim.rs(&hash_of("v2")).is_some(), "a new revision gets the new hash");
+}
+
+#[test]
+fn a_name_taken_by_another_object_counts_a_collision_and_changes_the_hash() {
+    let mut sim = healthy_basic(vec![set_weight(25)]);
+    let before = hash_of("v1");
+    sim.set_status(|s| s.collision_count = None);
+    let bumped = hash_collision(&sim.observed);
+    assert_eq!(bumped.status.collision_count, Some(1));
+    assert!(bumped.actions.is_empty());
+    assert_ne!(hash::pod_template_hash(&template("v1"), &[], Some(1)), before);
+}
+
+#[test]
+fn an_unreadable_rollout_is_degraded_with_the_readers_error() {
+    let status = unreadable("web", "spec.replicas: invalid type: string \"three\"", t(0));
+    assert_eq!(status.phase.as_deref(), Some("Degraded"));
+    let message = status.message.unwrap();
+    assert!(
+        message.starts_with("InvalidSpec: The Rollout \"web\" is invalid: it could not be read (spec.replicas"),
+        "{message}"
+    );
+    let conditions = status.conditions.unwrap();
+    assert_eq!((conditions[0].type_.as_str(), conditions[0].status.as_str()), ("InvalidSpec", "True"));
 }

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::observed::Observed;
 use super::routers::{self, Router};
-use crate::api::{CanaryStep, CanaryStrategy, POD_TEMPLATE_HASH_LABEL, RolloutSpec};
+use crate::api::{CanaryStep, CanaryStrategy, DEFAULT_PROGRESS_DEADLINE_SECONDS, POD_TEMPLATE_HASH_LABEL, RolloutSpec};
 
 /// What a valid Rollout resolves to.
 #[derive(Clone, Debug)]
@@ -150,7 +150,7 @@ fn check_strategy(spec: &RolloutSpec, canary: &CanaryStrategy, steps: &[CanarySt
             ));
         }
     }
-    let progress_deadline = spec.progress_deadline_seconds.unwrap_or(600);
+    let progress_deadline = spec.progress_deadline_seconds.unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECONDS);
     if progress_deadline <= spec.min_ready_seconds.unwrap_or(0) {
         return Err("spec.progressDeadlineSeconds must be greater than spec.minReadySeconds".into());
     }
@@ -168,7 +168,7 @@ fn resolve_template(observed: &Observed) -> Result<(PodTemplateSpec, LabelSelect
             if template_set {
                 return Err("spec.template must be empty when spec.workloadRef is set; remove one of them".into());
             }
-            let expected_api = if reference.kind == "PodTemplate" { "v1" } else { "apps/v1" };
+            let expected_api = reference.kind.api_version();
             if let Some(api_version) = &reference.api_version
                 && api_version != expected_api
             {

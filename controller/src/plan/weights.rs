@@ -2,6 +2,7 @@
 //! route uses selects no available pods.
 
 use super::planner::Planner;
+use super::reasons;
 use super::step_list;
 use crate::api::{CanaryStatus, TrafficWeights, WeightDestination};
 
@@ -109,7 +110,7 @@ impl<'a> Planner<'a> {
                 } else {
                     format!("Traffic weight updated from {current} to {desired}")
                 };
-                self.event("TrafficWeightUpdated", message);
+                self.event(reasons::TRAFFIC_WEIGHT_UPDATED, message);
                 self.traffic_moved();
                 self.written_weight = Some(desired);
                 weight = desired;

@@ -2,6 +2,8 @@
 
 use super::Action;
 use super::planner::Planner;
+use super::reasons;
+use crate::api::ScaleDown;
 
 impl<'a> Planner<'a> {
     /// `workloadRef.scaleDown`: keep the referenced Deployment scaled down while the Rollout
@@ -16,14 +18,17 @@ impl<'a> Planner<'a> {
         // The Rollout serves once its own pods are all available, at any step of any revision.
         let available: i32 = self.observed.replica_sets.iter().filter(|rs| rs.owned).map(|rs| rs.available).sum();
         let serving = available >= self.replicas;
-        let target = match reference.scale_down.as_deref() {
-            Some("onsuccess") if serving => 0,
-            Some("progressively") => (self.replicas - available).max(0),
+        let target = match reference.scale_down {
+            Some(ScaleDown::OnSuccess) if serving => 0,
+            Some(ScaleDown::Progressively) => (self.replicas - available).max(0),
             _ => return,
         };
         if target < current {
             self.actions.push(Action::ScaleWorkload { name: reference.name.clone(), replicas: target });
-            self.event("ScalingWorkload", format!("Scaled Deployment {} from {current} to {target}", reference.name));
+            self.event(
+                reasons::SCALING_WORKLOAD,
+                format!("Scaled Deployment {} from {current} to {target}", reference.name),
+            );
         }
     }
 }
