@@ -1,0 +1,126 @@
+//! Property tests of the invariants in `docs/architecture.md`, over random rollouts.
+
+use super::sim::Sim;
+use super::*;
+use proptest::prelude::*;
+
+fn any_step() -> impl Strategy<Value = CanaryStep> {
+    prop_oneof![(0..=100i32).prop_map(set_weight), proptest::option::of(0..5i32).prop_map(pause)]
+}
+
+fn any_scenario() -> impl Strategy<Value = (i32, Vec<CanaryStep>, bool, Vec<u8>)> {
+    (1..8i32, proptest::collection::vec(any_step(), 0..6), any::<bool>(), proptest::collection::vec(any::<u8>(), 1..40))
+}
+
+/// Drives random user actions (template changes, promotes, aborts, retries, scaling, time) and
+/// checks the invariants after every reconcile.
+fn check_invariants(replicas: i32, steps: Vec<CanaryStep>, routed: bool, script: Vec<u8>) -> Result<(), TestCaseError> {
+    let spec = rollout(replicas, steps);
+    let mut sim = Sim::new(observed(if routed { with_istio(spec) } else { spec }));
+    let mut image = 1;
+    for byte in script {
+        match byte % 8 {
+            0 => {
+                image += 1;
+                sim.update_template(&format!("v{image}"));
+            }
+            1 => sim.set_status(|s| s.pause_conditions = None),
+            2 => sim.set_status(|s| s.abort = Some(true)),
+            3 => sim.set_status(|s| s.abort = Some(false)),
+            4 => sim.observed.rollout.spec.replicas = Some(i32::from(byte % 7) + 1),
+            5 => sim.ready = !sim.ready,
+            _ => sim.observed.now += SignedDuration::from_secs(i64::from(byte % 40)),
+        }
+        for _ in 0..4 {
+            let before = sim.status();
+            let plan = plan(&sim.observed);
+            let index_before = before.current_step_index.unwrap_or(0);
+            let index_after = plan.status.current_step_index.unwrap_or(0);
+            let same_revision = before.current_pod_hash == plan.status.current_pod_hash
+                && before.current_step_hash == plan.status.current_step_hash;
+            let jumps = plan.status.promote_full == Some(true)
+                || before.promote_full == Some(true)
+                || plan.status.stable_rs != before.stable_rs;
+            if same_revision && !jumps && before.abort == plan.status.abort {
+                // A second step only when it is the setWeight step whose weight this plan writes.
+                let second_step = usize::try_from(index_before + 1).unwrap_or(0);
+                let writes_its_weight = plan.actions.iter().any(|a| {
+                    matches!(a, Action::SetVirtualServiceWeights { canary_weight, .. }
+                        if sim.observed.rollout.spec.strategy.canary.as_ref().and_then(|c| c.steps.as_ref())
+                            .and_then(|s| s.get(second_step)).and_then(|s| s.set_weight) == Some(*canary_weight))
+                });
+                prop_assert!(
+                    index_after - index_before <= 1 || index_after - index_before == 2 && writes_its_weight,
+                    "more than one step advanced: {index_before} -> {index_after}"
+                );
+            }
+            let patched: Vec<&String> = plan
+                .actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::PatchReplicaSet { name, .. } => Some(name),
+                    _ => None,
+                })
+                .collect();
+            let distinct: std::collections::BTreeSet<_> = patched.iter().collect();
+            prop_assert_eq!(patched.len(), distinct.len(), "a ReplicaSet patched twice in one plan");
+            for (position, action) in plan.actions.iter().enumerate() {
+                match action {
+                    Action::PatchReplicaSet { replicas: Some(n), .. } => prop_assert!(*n >= 0),
+                    Action::SetServiceSelector { hash: Some(hash), .. } => {
+                        let target = sim.rs(hash);
+                        prop_assert!(
+                            target.is_some_and(|rs| rs.available > 0),
+                            "Service pointed at {hash} with no available pods"
+                        );
+                    }
+                    Action::SetVirtualServiceWeights { canary_weight, .. } => {
+                        prop_assert!((0..=100).contains(canary_weight));
+                        if *canary_weight > 0 {
+                            let canary_hash = plan.status.current_pod_hash.clone().unwrap();
+                            prop_assert!(
+                                sim.rs(&canary_hash).is_some_and(|rs| rs.available > 0),
+                                "weight to a canary without pods"
+                            );
+                            let pointed_before = plan.actions[..position]
+                                .iter()
+                                .any(|a| a.points_service_at("web-canary", &canary_hash));
+                            prop_assert!(
+                                pointed_before || sim.selector("web-canary") == Some(canary_hash),
+                                "weight to a canary Service that does not select the canary"
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(weights) = plan.status.canary.as_ref().and_then(|c| c.weights.as_ref()) {
+                prop_assert_eq!(weights.canary.weight + weights.stable.weight, 100);
+            }
+            sim.apply(&plan);
+            sim.plans.push(plan);
+            for service in sim.observed.services.values() {
+                if let Some(hash) = service.selector.get(POD_TEMPLATE_HASH_LABEL) {
+                    let pods = sim.rs(hash).map_or(0, |rs| rs.spec_replicas);
+                    prop_assert!(pods > 0, "Service {} selects {hash}, which was scaled to zero", service.name);
+                }
+            }
+        }
+    }
+    // Convergence: with pods ready and time frozen, the plans reach a fixed point.
+    sim.ready = true;
+    sim.settle();
+    let plan = plan(&sim.observed);
+    prop_assert!(plan.actions.is_empty(), "not converged: {:?}", plan.actions);
+    prop_assert_eq!(&plan.status, &sim.status());
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn plans_keep_the_invariants((replicas, steps, routed, script) in any_scenario()) {
+        check_invariants(replicas, steps, routed, script)?;
+    }
+}
