@@ -26,6 +26,7 @@ use serde::de::DeserializeOwned;
 pub mod argocd;
 pub mod controller;
 pub mod fixtures;
+pub mod pods;
 pub mod process;
 pub mod rollouts;
 

@@ -1,15 +1,16 @@
-//! Reading Rollouts and their ReplicaSets in e2e tests.
+//! Reading and operating Rollouts, their ReplicaSets and workloads in e2e tests, with the same
+//! patches people's tools send.
 
 use std::time::Duration;
 
-use anyhow::Result;
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use anyhow::{Result, anyhow};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::ResourceExt;
 use kube::api::{ListParams, Patch, PatchParams};
 use rollouts_controller::api::{POD_TEMPLATE_HASH_LABEL, Rollout, RolloutStatus};
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::TestNamespace;
+use crate::{DEFAULT_TIMEOUT, TestNamespace, poll_until};
 
 /// How long a rollout step may take in tests.
 pub const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(90);
@@ -77,5 +78,75 @@ impl TestNamespace {
     pub async fn patch_spec(&self, name: &str, patch: Value) -> Result<()> {
         self.api::<Rollout>().patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
         Ok(())
+    }
+
+    /// Promote past a pause, as `kubectl argo rollouts promote` does at one.
+    pub async fn promote(&self, name: &str) -> Result<()> {
+        self.patch_status(name, json!({"status": {"pauseConditions": null}})).await
+    }
+
+    pub async fn abort(&self, name: &str) -> Result<()> {
+        self.patch_status(name, json!({"status": {"abort": true}})).await
+    }
+
+    pub async fn retry(&self, name: &str) -> Result<()> {
+        self.patch_status(name, json!({"status": {"abort": false}})).await
+    }
+
+    /// Sets a container's image in a Rollout's inline template.
+    pub async fn set_rollout_image(&self, name: &str, container: &str, image: &str) -> Result<()> {
+        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}});
+        self.api::<Rollout>().patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        Ok(())
+    }
+
+    /// Sets a container's image in a Deployment (the template of a workloadRef Rollout).
+    pub async fn set_deployment_image(&self, name: &str, container: &str, image: &str) -> Result<()> {
+        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}});
+        self.api::<Deployment>().patch(name, &PatchParams::default(), &Patch::Strategic(&patch)).await?;
+        Ok(())
+    }
+
+    pub async fn scale_deployment(&self, name: &str, replicas: i32) -> Result<()> {
+        let patch = json!({"spec": {"replicas": replicas}});
+        self.api::<Deployment>().patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        Ok(())
+    }
+
+    pub async fn deployment_replicas(&self, name: &str) -> Result<i32> {
+        Ok(self.api::<Deployment>().get(name).await?.spec.and_then(|s| s.replicas).unwrap_or(-1))
+    }
+
+    /// Waits until the Rollout is at step `index` in `wanted_phase`.
+    pub async fn wait_step(&self, name: &str, index: i32, wanted_phase: &str) -> Result<Rollout> {
+        self.wait_rollout(name, &format!("step {index}, {wanted_phase}"), |r| {
+            status(r).current_step_index == Some(index) && phase(r) == wanted_phase
+        })
+        .await
+    }
+
+    /// Waits until the ReplicaSet of `hash` has exactly `pods` desired and available.
+    pub async fn wait_pods(&self, hash: &str, pods: i32) -> Result<()> {
+        poll_until(DEFAULT_TIMEOUT, || async {
+            Ok((self.pods_of(hash).await? == Pods { desired: pods, available: pods }).then_some(()))
+        })
+        .await
+        .map_err(|e| anyhow!("ReplicaSet {hash} never had {pods} available pods: {e}"))
+    }
+
+    /// Waits until the controller has seen the latest spec of the Rollout and of its workload: a
+    /// positive sign that it has acted on a change (or decided not to).
+    pub async fn wait_observed(&self, name: &str, workload: Option<&str>) -> Result<Rollout> {
+        let workload_generation = match workload {
+            Some(deployment) => self.api::<Deployment>().get(deployment).await?.metadata.generation,
+            None => None,
+        };
+        self.wait_rollout(name, "the controller to observe the latest spec", |r| {
+            let status = status(r);
+            status.observed_generation == r.metadata.generation.map(|g| g.to_string())
+                && (workload_generation.is_none()
+                    || status.workload_observed_generation == workload_generation.map(|g| g.to_string()))
+        })
+        .await
     }
 }

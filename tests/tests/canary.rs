@@ -5,13 +5,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use e2e::argocd;
-use e2e::rollouts::{Pods, phase, status};
+use e2e::rollouts::{phase, status};
 use e2e::{DEFAULT_TIMEOUT, TestNamespace, poll_until};
 use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams};
 use kube::runtime::watcher::{self, watcher};
 use rollouts_controller::api::{POD_TEMPLATE_HASH_LABEL, Rollout};
 use serde_json::json;
@@ -48,77 +48,41 @@ async fn healthy(ns: &TestNamespace, replicas: i32, steps: &str, extra: &str) ->
     Ok(status(&ro).stable_rs.unwrap_or_default())
 }
 
-async fn set_image(ns: &TestNamespace, image: &str) -> Result<()> {
-    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}});
-    ns.api::<Deployment>().patch("web", &PatchParams::default(), &Patch::Strategic(&patch)).await?;
-    Ok(())
-}
-
-async fn wait_step(ns: &TestNamespace, index: i32, wanted_phase: &str) -> Result<Rollout> {
-    ns.wait_rollout("web", &format!("step {index}, {wanted_phase}"), |r| {
-        status(r).current_step_index == Some(index) && phase(r) == wanted_phase
-    })
-    .await
-}
-
-/// Waits until the ReplicaSet of `hash` has exactly `pods` desired and available.
-async fn wait_pods(ns: &TestNamespace, hash: &str, pods: i32) -> Result<()> {
-    poll_until(DEFAULT_TIMEOUT, || async {
-        Ok((ns.pods_of(hash).await? == Pods { desired: pods, available: pods }).then_some(()))
-    })
-    .await
-    .map_err(|e| e.context(format!("ReplicaSet {hash} never had {pods} available pods")))
-}
-
-async fn promote(ns: &TestNamespace) -> Result<()> {
-    ns.patch_status("web", json!({"status": {"pauseConditions": null}})).await
-}
-
-async fn scale_deployment(ns: &TestNamespace, replicas: i32) -> Result<()> {
-    let patch = json!({"spec": {"replicas": replicas}});
-    ns.api::<Deployment>().patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    Ok(())
-}
-
-async fn deployment_replicas(ns: &TestNamespace) -> Result<i32> {
-    Ok(ns.api::<Deployment>().get("web").await?.spec.and_then(|s| s.replicas).unwrap_or(-1))
-}
-
 #[tokio::test]
 #[ignore = "e2e: needs the test cluster (make test)"]
 async fn workload_ref_basic_canary_walks_its_steps() -> Result<()> {
     let ns = TestNamespace::new("canary-steps").await?;
     let _controller = ns.start_controller().await?;
     let rev1 = healthy(&ns, 4, STEPS, "").await?;
-    wait_pods(&ns, &rev1, 4).await?;
-    poll_until(DEFAULT_TIMEOUT, || async { Ok((deployment_replicas(&ns).await? == 0).then_some(())) }).await?;
+    ns.wait_pods(&rev1, 4).await?;
+    poll_until(DEFAULT_TIMEOUT, || async { Ok((ns.deployment_replicas("web").await? == 0).then_some(())) }).await?;
 
-    set_image(&ns, "nginx:1.27").await?;
-    let paused = wait_step(&ns, 1, "Paused").await?;
+    ns.set_deployment_image("web", "web", "nginx:1.27").await?;
+    let paused = ns.wait_step("web", 1, "Paused").await?;
     let rev2 = status(&paused).current_pod_hash.unwrap_or_default();
     assert_ne!(rev1, rev2);
-    wait_pods(&ns, &rev2, 1).await?;
-    wait_pods(&ns, &rev1, 3).await?;
+    ns.wait_pods(&rev2, 1).await?;
+    ns.wait_pods(&rev1, 3).await?;
     // `kubectl scale deployment/web --replicas 4` mid-canary is undone at once, not at the end.
-    scale_deployment(&ns, 4).await?;
-    poll_until(DEFAULT_TIMEOUT, || async { Ok((deployment_replicas(&ns).await? == 0).then_some(())) }).await?;
+    ns.scale_deployment("web", 4).await?;
+    poll_until(DEFAULT_TIMEOUT, || async { Ok((ns.deployment_replicas("web").await? == 0).then_some(())) }).await?;
     assert_eq!(status(&ns.rollout("web").await?).current_step_index, Some(1), "still at the pause");
 
-    promote(&ns).await?;
-    wait_step(&ns, 3, "Paused").await?;
+    ns.promote("web").await?;
+    ns.wait_step("web", 3, "Paused").await?;
     let paused_at = Instant::now();
-    wait_pods(&ns, &rev2, 2).await?;
-    wait_pods(&ns, &rev1, 2).await?;
+    ns.wait_pods(&rev2, 2).await?;
+    ns.wait_pods(&rev1, 2).await?;
 
     let done = ns.wait_phase("web", "Healthy").await?;
     assert!(paused_at.elapsed() >= Duration::from_secs(4), "the 5 s pause was honoured");
     assert_eq!(status(&done).stable_rs.as_deref(), Some(rev2.as_str()));
-    wait_pods(&ns, &rev2, 4).await?;
-    wait_pods(&ns, &rev1, 0).await?;
+    ns.wait_pods(&rev2, 4).await?;
+    ns.wait_pods(&rev1, 0).await?;
 
     // A GitOps re-sync of the Deployment's replicas is undone.
-    scale_deployment(&ns, 4).await?;
-    poll_until(DEFAULT_TIMEOUT, || async { Ok((deployment_replicas(&ns).await? == 0).then_some(())) }).await?;
+    ns.scale_deployment("web", 4).await?;
+    poll_until(DEFAULT_TIMEOUT, || async { Ok((ns.deployment_replicas("web").await? == 0).then_some(())) }).await?;
     Ok(())
 }
 
@@ -128,20 +92,20 @@ async fn abort_then_retry() -> Result<()> {
     let ns = TestNamespace::new("canary-abort").await?;
     let _controller = ns.start_controller().await?;
     let rev1 = healthy(&ns, 4, STEPS, "").await?;
-    set_image(&ns, "nginx:1.27").await?;
-    let paused = wait_step(&ns, 1, "Paused").await?;
+    ns.set_deployment_image("web", "web", "nginx:1.27").await?;
+    let paused = ns.wait_step("web", 1, "Paused").await?;
     let rev2 = status(&paused).current_pod_hash.unwrap_or_default();
 
-    ns.patch_status("web", json!({"status": {"abort": true}})).await?;
+    ns.abort("web").await?;
     let degraded = ns.wait_phase("web", "Degraded").await?;
     assert!(status(&degraded).message.unwrap_or_default().contains("RolloutAborted"));
-    wait_pods(&ns, &rev2, 0).await?;
-    wait_pods(&ns, &rev1, 4).await?;
+    ns.wait_pods(&rev2, 0).await?;
+    ns.wait_pods(&rev1, 4).await?;
 
-    ns.patch_status("web", json!({"status": {"abort": false}})).await?;
-    wait_step(&ns, 1, "Paused").await?;
-    wait_pods(&ns, &rev2, 1).await?;
-    wait_pods(&ns, &rev1, 3).await?;
+    ns.retry("web").await?;
+    ns.wait_step("web", 1, "Paused").await?;
+    ns.wait_pods(&rev2, 1).await?;
+    ns.wait_pods(&rev1, 3).await?;
     Ok(())
 }
 
@@ -152,15 +116,18 @@ async fn manual_pause_freezes_steps_and_hpa_still_scales() -> Result<()> {
     let _controller = ns.start_controller().await?;
     let steps = "[{setWeight: 25}, {pause: {duration: 3s}}, {setWeight: 50}]";
     let rev1 = healthy(&ns, 4, steps, "").await?;
-    set_image(&ns, "nginx:1.27").await?;
-    let at_pause = wait_step(&ns, 1, "Paused").await?;
+    ns.set_deployment_image("web", "web", "nginx:1.27").await?;
+    let at_pause = ns.wait_step("web", 1, "Paused").await?;
     let rev2 = status(&at_pause).current_pod_hash.unwrap_or_default();
     ns.patch_spec("web", json!({"spec": {"paused": true}})).await?;
-    ns.wait_rollout("web", "manually paused", |r| status(r).message.as_deref() == Some("manually paused")).await?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let still = ns.rollout("web").await?;
-    assert_eq!(status(&still).current_step_index, Some(1), "the 3 s pause did not end while paused");
-
+    let paused =
+        ns.wait_rollout("web", "manually paused", |r| status(r).message.as_deref() == Some("manually paused")).await?;
+    // Past the 3 s pause's end, the controller sees a change (the HPA's replicas) and the step
+    // still holds: the pause did not end while the Rollout was paused.
+    let started = status(&paused).pause_conditions.unwrap_or_default().first().map(|c| c.start_time.0);
+    let ends = started.context("the pause has a start time")? + k8s_openapi::jiff::SignedDuration::from_secs(3);
+    let left = ends.duration_since(k8s_openapi::jiff::Timestamp::now());
+    tokio::time::sleep(Duration::try_from(left).unwrap_or_default()).await;
     ns.apply(
         r#"
 apiVersion: autoscaling/v2
@@ -174,29 +141,15 @@ spec:
     )
     .await?;
     ns.wait_rollout("web", "the HPA to set 6 replicas", |r| r.spec.replicas == Some(6)).await?;
+    let observed = ns.wait_observed("web", Some("web")).await?;
+    assert_eq!(status(&observed).current_step_index, Some(1), "the 3 s pause did not end while paused");
     // 25% of 6 with one pod of surge: 2 canary, 5 stable (2 of 7 is the closest to 25%).
-    wait_pods(&ns, &rev2, 2).await?;
-    wait_pods(&ns, &rev1, 5).await?;
+    ns.wait_pods(&rev2, 2).await?;
+    ns.wait_pods(&rev1, 5).await?;
     let ro = ns.rollout("web").await?;
     assert_eq!(status(&ro).current_step_index, Some(1));
     assert_eq!(status(&ro).hpa_replicas, Some(7));
     Ok(())
-}
-
-/// Ready pods of the rollout that are not terminating.
-async fn ready_pods(ns: &TestNamespace) -> Result<Vec<Pod>> {
-    let pods = ns.api::<Pod>().list(&ListParams::default().labels(POD_TEMPLATE_HASH_LABEL)).await?;
-    Ok(pods
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| {
-            p.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        })
-        .collect())
 }
 
 #[tokio::test]
@@ -205,26 +158,25 @@ async fn restart_replaces_every_pod_within_max_unavailable() -> Result<()> {
     let ns = TestNamespace::new("canary-restart").await?;
     let _controller = ns.start_controller().await?;
     healthy(&ns, 4, "[{setWeight: 50}]", "maxUnavailable: 1").await?;
-    let before: Vec<String> = ready_pods(&ns).await?.iter().filter_map(|p| p.metadata.name.clone()).collect();
+    let pods = ns.watch_ready_pods(POD_TEMPLATE_HASH_LABEL).await?;
+    let before = pods.ready();
     assert_eq!(before.len(), 4);
 
     // Times have second precision: the next second is after every pod that exists now.
     let now = k8s_openapi::jiff::Timestamp::now();
     let restart_at = k8s_openapi::jiff::Timestamp::from_second(now.as_second() + 1)?.to_string();
     ns.patch_spec("web", json!({"spec": {"restartAt": restart_at}})).await?;
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut fewest = i32::MAX;
-    loop {
-        let ready = ready_pods(&ns).await?;
-        fewest = fewest.min(ready.len() as i32);
-        let ro = ns.rollout("web").await?;
-        let restarted = status(&ro).restarted_at.map(|t| t.0.to_string()) == Some(restart_at.clone());
-        if restarted && ready.len() == 4 && ready.iter().all(|p| !before.contains(p.metadata.name.as_ref().unwrap())) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "restart did not finish: {}", ns.describe().await);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    ns.wait_rollout("web", "every pod restarted", |r| {
+        status(r).restarted_at.map(|t| t.0.to_string()) == Some(restart_at.clone())
+    })
+    .await?;
+    poll_until(DEFAULT_TIMEOUT, || async {
+        let ready = pods.ready();
+        Ok((ready.len() == 4 && ready.is_disjoint(&before)).then_some(()))
+    })
+    .await
+    .context("four new pods ready")?;
+    let fewest = pods.fewest().await?;
     assert!(fewest >= 3, "available pods fell to {fewest}, below replicas - maxUnavailable = 3");
     Ok(())
 }
@@ -249,8 +201,8 @@ async fn invalid_specs_are_reported_and_create_nothing_until_fixed() -> Result<(
     let unsupported = ns.wait_phase("web", "Degraded").await?;
     let message = status(&unsupported).message.unwrap_or_default();
     assert!(message.contains("steps[1].analysis is not supported by this controller yet"), "{message}");
-    set_image(&ns, "nginx:1.27").await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    ns.set_deployment_image("web", "web", "nginx:1.27").await?;
+    ns.wait_observed("web", Some("web")).await?;
     assert_eq!(ns.replica_sets().await?.len(), 1, "no new ReplicaSet for an invalid Rollout");
 
     ns.apply(&rollout(2, "[{setWeight: 50}]", "")).await?;
@@ -267,26 +219,24 @@ async fn a_restarted_controller_continues_from_the_same_step() -> Result<()> {
     let rev1 = healthy(&ns, 4, steps, "maxSurge: 1\n      maxUnavailable: 0").await?;
 
     // Stopped while scaling: 75% of 4 with one surge pod takes several moves.
-    set_image(&ns, "nginx:1.27").await?;
+    ns.set_deployment_image("web", "web", "nginx:1.27").await?;
     ns.wait_rollout("web", "the canary ReplicaSet", |r| {
         status(r).current_pod_hash.as_deref().is_some_and(|h| h != rev1)
     })
     .await?;
     controller.stop().await?;
     let controller = ns.start_controller().await?;
-    let paused = wait_step(&ns, 1, "Paused").await?;
+    let paused = ns.wait_step("web", 1, "Paused").await?;
     let rev2 = status(&paused).current_pod_hash.unwrap_or_default();
-    wait_pods(&ns, &rev2, 3).await?;
-    wait_pods(&ns, &rev1, 1).await?;
+    ns.wait_pods(&rev2, 3).await?;
+    ns.wait_pods(&rev1, 1).await?;
 
     // Stopped at a pause, promoted while nobody watches: the next controller moves on.
     controller.stop().await?;
-    promote(&ns).await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(status(&ns.rollout("web").await?).current_step_index, Some(1), "nothing moves without a controller");
+    ns.promote("web").await?;
     let _controller = ns.start_controller().await?;
-    wait_step(&ns, 3, "Paused").await?;
-    wait_pods(&ns, &rev2, 4).await?;
+    ns.wait_step("web", 3, "Paused").await?;
+    ns.wait_pods(&rev2, 4).await?;
     Ok(())
 }
 
@@ -296,7 +246,7 @@ async fn deleting_the_rollout_restores_the_deployment_first() -> Result<()> {
     let ns = TestNamespace::new("canary-delete").await?;
     let _controller = ns.start_controller().await?;
     healthy(&ns, 3, "[{setWeight: 50}]", "").await?;
-    poll_until(DEFAULT_TIMEOUT, || async { Ok((deployment_replicas(&ns).await? == 0).then_some(())) }).await?;
+    poll_until(DEFAULT_TIMEOUT, || async { Ok((ns.deployment_replicas("web").await? == 0).then_some(())) }).await?;
 
     // Both watches list before the delete, so neither misses its change. Resource versions are
     // revisions of the cluster's one etcd here, so they order changes across kinds.
@@ -393,24 +343,11 @@ spec:
     .await?;
     let rev1 = status(&ns.wait_phase("web", "Healthy").await?).stable_rs.unwrap_or_default();
     ns.apply(&template("nginx:1.27")).await?;
-    let paused = wait_step(&ns, 1, "Paused").await?;
+    let paused = ns.wait_step("web", 1, "Paused").await?;
     let rev2 = status(&paused).current_pod_hash.unwrap_or_default();
     assert_ne!(rev1, rev2, "a change of the PodTemplate is a new revision");
-    wait_pods(&ns, &rev2, 1).await?;
+    ns.wait_pods(&rev2, 1).await?;
     Ok(())
-}
-
-/// Available pods of the app, the Deployment's and the Rollout's together.
-async fn app_pods_ready(ns: &TestNamespace) -> Result<usize> {
-    let pods = ns.api::<Pod>().list(&ListParams::default().labels("app=web")).await?;
-    let ready = |p: &&Pod| {
-        p.metadata.deletion_timestamp.is_none()
-            && p.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-    };
-    Ok(pods.items.iter().filter(ready).count())
 }
 
 #[tokio::test]
@@ -426,18 +363,11 @@ async fn migrating_a_deployment_keeps_capacity_throughout() -> Result<()> {
     ns.wait_phase("web", "Paused").await?;
     assert!(ns.replica_sets().await?.is_empty(), "a paused Rollout starts nothing");
 
+    let pods = ns.watch_ready_pods("app=web").await?;
     ns.patch_spec("web", json!({"spec": {"paused": false}})).await?;
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut fewest = usize::MAX;
-    loop {
-        fewest = fewest.min(app_pods_ready(&ns).await?);
-        let healthy = phase(&ns.rollout("web").await?) == "Healthy";
-        if healthy && deployment_replicas(&ns).await? == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "migration did not finish: {}", ns.describe().await);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    ns.wait_phase("web", "Healthy").await?;
+    poll_until(DEFAULT_TIMEOUT, || async { Ok((ns.deployment_replicas("web").await? == 0).then_some(())) }).await?;
+    let fewest = pods.fewest().await?;
     assert!(fewest >= 3, "only {fewest} pods were ready at some point during the migration");
     Ok(())
 }
@@ -503,15 +433,15 @@ async fn argo_cd_sees_each_state_of_a_workload_ref_rollout() -> Result<()> {
     };
     ns.wait_rollout("web", "Argo CD: Healthy", argo_cd("Healthy", "")).await?;
 
-    set_image(&ns, "nginx:1.27").await?;
+    ns.set_deployment_image("web", "web", "nginx:1.27").await?;
     ns.wait_rollout("web", "Argo CD: Progressing, waiting for the canary", argo_cd("Progressing", "pods available"))
         .await?;
     ns.wait_rollout("web", "Argo CD: Suspended at the pause", argo_cd("Suspended", "paused until promoted")).await?;
-    ns.patch_status("web", json!({"status": {"abort": true}})).await?;
+    ns.abort("web").await?;
     ns.wait_rollout("web", "Argo CD: Degraded", argo_cd("Degraded", "RolloutAborted")).await?;
-    ns.patch_status("web", json!({"status": {"abort": false}})).await?;
+    ns.retry("web").await?;
     ns.wait_rollout("web", "Argo CD: Suspended again", argo_cd("Suspended", "paused until promoted")).await?;
-    promote(&ns).await?;
+    ns.promote("web").await?;
     let done = ns.wait_rollout("web", "Argo CD: Healthy after the update", argo_cd("Healthy", "")).await?;
     assert_eq!(phase(&done), "Healthy");
     Ok(())
@@ -558,12 +488,12 @@ async fn pods_carry_the_metadata_of_their_role() -> Result<()> {
         json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}}),
     )
     .await?;
-    let paused = wait_step(&ns, 1, "Paused").await?;
+    let paused = ns.wait_step("web", 1, "Paused").await?;
     let rev2 = status(&paused).current_pod_hash.unwrap_or_default();
     wait_pod_metadata(&ns, &rev2, 1, "canary", Some("trying")).await?;
     wait_pod_metadata(&ns, &rev1, 1, "stable", None).await?;
 
-    promote(&ns).await?;
+    ns.promote("web").await?;
     ns.wait_phase("web", "Healthy").await?;
     // The canary's pods are stable now: relabelled in place, their canary annotation gone.
     wait_pod_metadata(&ns, &rev2, 2, "stable", None).await?;

@@ -10,17 +10,11 @@ use e2e::{TestNamespace, poll_until, read_repo_file};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::ListParams;
-use serde_json::json;
 
 const LEASE: &str = "rollouts-controller-leader";
 
 fn rollout(steps: &str) -> String {
     e2e::fixtures::inline_rollout("web", 2, "nginx:1.26", steps)
-}
-
-async fn set_image(ns: &TestNamespace, image: &str) -> Result<()> {
-    ns.patch_spec("web", json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}}))
-        .await
 }
 
 /// The controller's ServiceAccount with the namespaced Role we ship, and a kubeconfig for it.
@@ -74,7 +68,7 @@ async fn the_standby_takes_over_when_the_leader_dies() -> Result<()> {
 
     ns.apply(&rollout("[{setWeight: 50}, {pause: {duration: 8s}}, {setWeight: 100}]")).await?;
     ns.wait_phase("web", "Healthy").await?;
-    set_image(&ns, "nginx:1.27").await?;
+    ns.set_rollout_image("web", "web", "nginx:1.27").await?;
     ns.wait_rollout("web", "the timed pause", |r| status(r).current_step_index == Some(1) && phase(r) == "Paused")
         .await?;
     let reporters = event_reporters(&ns).await?;
@@ -163,7 +157,7 @@ async fn metrics_are_openmetrics_and_count_reconciles() -> Result<()> {
     assert!(first.contains(&format!("rollout_info{{namespace=\"{}\",name=\"web\"", ns.name)), "{first}");
     assert!(first.contains("rollout_phase{"), "{first}");
 
-    set_image(&ns, "nginx:1.27").await?;
+    ns.set_rollout_image("web", "web", "nginx:1.27").await?;
     ns.wait_phase("web", "Healthy").await?;
     let (_, second) = http_get(controller.admin, "/metrics").await?;
     let after = counter(&second, "rollouts_controller_reconciles")?;
@@ -185,7 +179,20 @@ async fn not_ready_until_the_caches_sync() -> Result<()> {
     let process = ControllerProcess::start(&ns.name, "ctl", &kubeconfig, &[]).await?;
     poll_until(Duration::from_secs(15), || async { Ok(process.admin_get("/livez").await.filter(|(c, _)| *c == 200)) })
         .await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Once its list of Services has been refused, the controller knows that cache can't sync.
+    poll_until(Duration::from_secs(15), || async {
+        let (_, metrics) = process.admin_get("/metrics").await.context("metrics")?;
+        Ok(metrics
+            .lines()
+            .any(|l| {
+                l.starts_with("rollouts_controller_api_requests_total")
+                    && l.contains("services")
+                    && l.contains("code=\"403\"")
+            })
+            .then_some(()))
+    })
+    .await
+    .context("the Service list was never refused")?;
     let (code, body) = process.admin_get("/readyz").await.context("admin server answers")?;
     assert_eq!((code, body.as_str()), (503, "not ready: caches are syncing"));
 
@@ -200,12 +207,14 @@ async fn namespace_mode_touches_only_its_namespace() -> Result<()> {
     let mine = TestNamespace::new("prod-ns-mine").await?;
     let other = TestNamespace::new("prod-ns-other").await?;
     let kubeconfig = controller_account(&mine, &read_repo_file("rbac/controller-namespaced.yaml")).await?;
+    // The other namespace's Rollout exists before the controller starts, so it would be in any
+    // list the controller made of it; once the controller has finished a Rollout of its own that
+    // was created later, it has had every chance to touch the other.
+    other.apply(&rollout("[{setWeight: 50}]")).await?;
     let process = ControllerProcess::start(&mine.name, "ctl", &kubeconfig, &[]).await?;
     process.wait_ready().await?;
     mine.apply(&rollout("[{setWeight: 50}]")).await?;
-    other.apply(&rollout("[{setWeight: 50}]")).await?;
     mine.wait_phase("web", "Healthy").await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
     let untouched = other.rollout("web").await?;
     assert_eq!(untouched.status, None, "the Rollout in {} was touched", other.name);
     assert!(other.replica_sets().await?.is_empty());

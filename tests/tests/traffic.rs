@@ -13,11 +13,12 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use rollouts_controller::api::{MANAGED_BY_ANNOTATION, POD_TEMPLATE_HASH_LABEL};
+use rollouts_controller::api::{MANAGED_BY_ANNOTATION, POD_TEMPLATE_HASH_LABEL, TRAFFIC_CHANGED_ANNOTATION};
 use rollouts_controller::plan::Action;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -38,6 +39,15 @@ struct TrafficState {
     canary_selects: Option<String>,
     /// Available pods by pod-template hash.
     available: BTreeMap<String, i32>,
+    /// When the controller planned the last change of the weights, and of each Service's selector
+    /// (the `traffic-changed-at` annotation it writes with each change).
+    weights_changed_at: Option<Timestamp>,
+    stable_changed_at: Option<Timestamp>,
+    canary_changed_at: Option<Timestamp>,
+}
+
+fn changed_at<K: ResourceExt>(object: &K) -> Option<Timestamp> {
+    object.annotations().get(TRAFFIC_CHANGED_ANNOTATION).and_then(|t| t.parse().ok())
 }
 
 fn state_of(vs: &DynamicObject, stable: &Service, canary: &Service, replica_sets: &[&ReplicaSet]) -> TrafficState {
@@ -56,6 +66,9 @@ fn state_of(vs: &DynamicObject, stable: &Service, canary: &Service, replica_sets
         stable_selects: selects(stable),
         canary_selects: selects(canary),
         available,
+        weights_changed_at: changed_at(vs),
+        stable_changed_at: changed_at(stable),
+        canary_changed_at: changed_at(canary),
     }
 }
 
@@ -251,24 +264,6 @@ fn example_virtual_service() -> String {
         .to_string()
 }
 
-async fn promote(ns: &TestNamespace) -> Result<()> {
-    ns.patch_status(NAME, json!({"status": {"pauseConditions": null}})).await
-}
-
-async fn wait_paused_at(ns: &TestNamespace, index: i32) -> Result<()> {
-    ns.wait_rollout(NAME, &format!("paused at step {index}"), |r| {
-        phase(r) == "Paused" && status(r).current_step_index == Some(index)
-    })
-    .await?;
-    Ok(())
-}
-
-async fn set_image(ns: &TestNamespace, image: &str) -> Result<()> {
-    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "demo", "image": image}]}}}});
-    ns.api::<Deployment>().patch(NAME, &PatchParams::default(), &Patch::Strategic(&patch)).await?;
-    Ok(())
-}
-
 /// The example, Healthy, with the revision-1 hash.
 async fn example_healthy(ns: &TestNamespace) -> Result<String> {
     ns.apply(&read_repo_file("examples/istio-canary.yaml")).await?;
@@ -309,16 +304,16 @@ async fn example_istio_canary_end_to_end_drops_no_traffic() -> Result<()> {
     );
 
     let observer = Observer::start(&ns);
-    set_image(&ns, "argoproj/rollouts-demo:yellow").await?;
-    wait_paused_at(&ns, 1).await?;
+    ns.set_deployment_image(NAME, "demo", "argoproj/rollouts-demo:yellow").await?;
+    ns.wait_step(NAME, 1, "Paused").await?;
     let rev2 = status(&ns.rollout(NAME).await?).current_pod_hash.unwrap_or_default();
     let at_scale = wait_traffic(&ns, "setCanaryScale replicas 2", |s| s.available.get(&rev2) == Some(&2)).await?;
     assert_eq!(at_scale.weights, (100, 0), "setCanaryScale moves no traffic");
 
     // Each manual pause, in order: after setWeight 1, 10 and 50.
     for (pause_index, canary_weight, canary_pods) in [(4, 1, 1), (6, 10, 1), (9, 50, 2)] {
-        promote(&ns).await?;
-        wait_paused_at(&ns, pause_index).await?;
+        ns.promote(NAME).await?;
+        ns.wait_step(NAME, pause_index, "Paused").await?;
         let state = traffic_state(&ns).await?;
         assert_eq!(state.weights, (100 - canary_weight, canary_weight), "at step {pause_index}");
         assert_eq!(state.canary_selects.as_deref(), Some(rev2.as_str()));
@@ -328,7 +323,7 @@ async fn example_istio_canary_end_to_end_drops_no_traffic() -> Result<()> {
         })
         .await?;
     }
-    promote(&ns).await?;
+    ns.promote(NAME).await?;
     // setWeight 70, 90, 100, then a 15 s pause, then the promotion.
     let healthy = ns.wait_phase(NAME, "Healthy").await?;
     assert_eq!(status(&healthy).stable_rs.as_deref(), Some(rev2.as_str()));
@@ -367,15 +362,15 @@ async fn abort_moves_traffic_back_first_and_scales_the_canary_down_after_the_del
     ns.apply(&example).await?;
     let rev1 = status(&ns.wait_phase(NAME, "Healthy").await?).stable_rs.unwrap_or_default();
     let observer = Observer::start(&ns);
-    set_image(&ns, "argoproj/rollouts-demo:yellow").await?;
-    wait_paused_at(&ns, 1).await?;
-    promote(&ns).await?;
-    wait_paused_at(&ns, 4).await?;
-    promote(&ns).await?;
-    wait_paused_at(&ns, 6).await?;
+    ns.set_deployment_image(NAME, "demo", "argoproj/rollouts-demo:yellow").await?;
+    ns.wait_step(NAME, 1, "Paused").await?;
+    ns.promote(NAME).await?;
+    ns.wait_step(NAME, 4, "Paused").await?;
+    ns.promote(NAME).await?;
+    ns.wait_step(NAME, 6, "Paused").await?;
     let rev2 = status(&ns.rollout(NAME).await?).current_pod_hash.unwrap_or_default();
 
-    ns.patch_status(NAME, json!({"status": {"abort": true}})).await?;
+    ns.abort(NAME).await?;
     ns.wait_phase(NAME, "Degraded").await?;
     wait_traffic(&ns, "the canary to scale down", |s| s.available.get(&rev2) == Some(&0)).await?;
     let states = observer.finish().await?;
@@ -399,12 +394,12 @@ async fn external_weight_edits_are_put_back() -> Result<()> {
     let ns = TestNamespace::new("traffic-gitops").await?;
     let _controller = ns.start_controller().await?;
     example_healthy(&ns).await?;
-    set_image(&ns, "argoproj/rollouts-demo:yellow").await?;
-    wait_paused_at(&ns, 1).await?;
-    promote(&ns).await?;
-    wait_paused_at(&ns, 4).await?;
-    promote(&ns).await?;
-    wait_paused_at(&ns, 6).await?;
+    ns.set_deployment_image(NAME, "demo", "argoproj/rollouts-demo:yellow").await?;
+    ns.wait_step(NAME, 1, "Paused").await?;
+    ns.promote(NAME).await?;
+    ns.wait_step(NAME, 4, "Paused").await?;
+    ns.promote(NAME).await?;
+    ns.wait_step(NAME, 6, "Paused").await?;
     // A GitOps re-apply of the VirtualService as committed: 100/0.
     let reapplied = std::time::Instant::now();
     ns.apply(&example_virtual_service()).await?;
@@ -420,14 +415,14 @@ async fn a_missing_virtual_service_is_invalid_until_created() -> Result<()> {
     let _controller = ns.start_controller().await?;
     example_healthy(&ns).await?;
     vs_api(&ns.client, &ns.name).delete(NAME, &DeleteParams::default()).await?;
-    set_image(&ns, "argoproj/rollouts-demo:yellow").await?;
+    ns.set_deployment_image(NAME, "demo", "argoproj/rollouts-demo:yellow").await?;
     let invalid = ns.wait_phase(NAME, "Degraded").await?;
     let message = status(&invalid).message.unwrap_or_default();
     assert!(message.contains("VirtualService \"istio-demo\" not found"), "{message}");
     assert_eq!(ns.replica_sets().await?.len(), 1, "nothing is rolled out without its VirtualService");
 
     ns.apply(&example_virtual_service()).await?;
-    wait_paused_at(&ns, 1).await?;
+    ns.wait_step(NAME, 1, "Paused").await?;
     Ok(())
 }
 
@@ -446,10 +441,10 @@ async fn only_the_named_route_is_managed() -> Result<()> {
     vs.metadata.managed_fields = None;
     vs_api(&ns.client, &ns.name).patch(NAME, &PatchParams::apply("e2e").force(), &Patch::Apply(&vs)).await?;
     ns.wait_phase(NAME, "Healthy").await?;
-    set_image(&ns, "argoproj/rollouts-demo:yellow").await?;
-    wait_paused_at(&ns, 1).await?;
-    promote(&ns).await?;
-    wait_paused_at(&ns, 4).await?;
+    ns.set_deployment_image(NAME, "demo", "argoproj/rollouts-demo:yellow").await?;
+    ns.wait_step(NAME, 1, "Paused").await?;
+    ns.promote(NAME).await?;
+    ns.wait_step(NAME, 4, "Paused").await?;
     assert_eq!(traffic_state(&ns).await?.weights, (99, 1));
     let admin = vs_api(&ns.client, &ns.name).get(NAME).await?.data["spec"]["http"][1].clone();
     assert_eq!(admin, second, "the unmanaged route is untouched");
@@ -471,10 +466,10 @@ async fn hpa_scales_a_traffic_routed_rollout() -> Result<()> {
     assert_eq!(traffic_state(&ns).await?.available.get(&rev1), Some(&5));
 
     // Mid-canary the canary is re-sized for the new count, and no step advances.
-    set_image(&ns, "argoproj/rollouts-demo:yellow").await?;
-    wait_paused_at(&ns, 1).await?;
-    promote(&ns).await?;
-    wait_paused_at(&ns, 4).await?;
+    ns.set_deployment_image(NAME, "demo", "argoproj/rollouts-demo:yellow").await?;
+    ns.wait_step(NAME, 1, "Paused").await?;
+    ns.promote(NAME).await?;
+    ns.wait_step(NAME, 4, "Paused").await?;
     let hpa = json!({"spec": {"minReplicas": 7, "maxReplicas": 10}});
     ns.api::<HorizontalPodAutoscaler>().patch(NAME, &PatchParams::default(), &Patch::Merge(&hpa)).await?;
     ns.wait_rollout(NAME, "7 replicas", |r| r.spec.replicas == Some(7)).await?;
@@ -539,8 +534,8 @@ async fn paused_at_half(ns: &TestNamespace) -> Result<(String, String)> {
                         "steps": [{"setWeight": 50}, {"pause": {}}]});
     ns.patch_spec(NAME, json!({"spec": {"strategy": {"canary": canary}}})).await?;
     ns.wait_phase(NAME, "Healthy").await?;
-    set_image(ns, "argoproj/rollouts-demo:yellow").await?;
-    wait_paused_at(ns, 1).await?;
+    ns.set_deployment_image(NAME, "demo", "argoproj/rollouts-demo:yellow").await?;
+    ns.wait_step(NAME, 1, "Paused").await?;
     wait_traffic(ns, "50% on the canary", |s| s.weights == (50, 50)).await?;
     controller.stop().await?;
     let rev2 = status(&ns.rollout(NAME).await?).current_pod_hash.unwrap_or_default();
@@ -584,22 +579,44 @@ async fn crash_until(
     }
 }
 
-/// From the first state `from` accepts to the next one `to` accepts.
-fn gap(
-    states: &[(Instant, TrafficState)],
-    from: impl Fn(&TrafficState) -> bool,
-    to: impl Fn(&TrafficState) -> bool,
-) -> Result<Duration> {
+/// A settle gap: from the first state that `from` accepts to the next that `to` accepts.
+struct Gap {
+    /// Between the times the controller gave the two changes (the annotations it wrote).
+    planned: SignedDuration,
+    /// Between the times this test's watch saw them.
+    seen: Duration,
+}
+
+type Moment<'a> = (&'a dyn Fn(&TrafficState) -> bool, fn(&TrafficState) -> Option<Timestamp>);
+
+fn gap(states: &[(Instant, TrafficState)], (from, from_time): Moment, (to, to_time): Moment) -> Result<Gap> {
     let Some(start) = states.iter().position(|(_, s)| from(s)) else { bail!("first state not seen: {states:#?}") };
     let Some(end) = states[start..].iter().position(|(_, s)| to(s)) else {
         bail!("second state not seen: {states:#?}")
     };
-    Ok(states[start + end].0.duration_since(states[start].0))
+    let ((seen_from, first), (seen_to, second)) = (&states[start], &states[start + end]);
+    let (Some(planned_from), Some(planned_to)) = (from_time(first), to_time(second)) else {
+        bail!("a change without its time: {first:?} then {second:?}");
+    };
+    Ok(Gap { planned: planned_to.duration_since(planned_from), seen: seen_to.duration_since(*seen_from) })
 }
 
-/// The settle gap as the apiserver's watchers see it may fall short of the controller's by the
-/// latency of the write that started it (the time recorded is taken before that write).
-const WRITE_LATENCY: Duration = Duration::from_millis(250);
+impl Gap {
+    /// At least `settle` apart as the controller timed the two changes, and as a watch saw them
+    /// give or take the latency of a write (each change is timed just before it is written).
+    fn check(&self, settle: Duration, what: &str, states: &[(Instant, TrafficState)]) -> Result<()> {
+        let Gap { planned, seen } = self;
+        if *planned < SignedDuration::try_from(settle)? || *seen + WRITE_LATENCY < settle {
+            bail!("{what} {planned} after the change before (seen {seen:?} after): {states:#?}");
+        }
+        Ok(())
+    }
+}
+
+const WRITE_LATENCY: Duration = Duration::from_millis(500);
+const WEIGHTS: fn(&TrafficState) -> Option<Timestamp> = |s| s.weights_changed_at;
+const STABLE_SERVICE: fn(&TrafficState) -> Option<Timestamp> = |s| s.stable_changed_at;
+const CANARY_SERVICE: fn(&TrafficState) -> Option<Timestamp> = |s| s.canary_changed_at;
 
 #[tokio::test]
 #[ignore = "e2e: needs the test cluster (make test)"]
@@ -608,17 +625,22 @@ async fn a_promotion_keeps_its_settle_gaps_when_the_controller_dies_after_any_wr
         let ns = TestNamespace::new("traffic-crash-promote").await?;
         let (_, rev2) = paused_at_half(&ns).await?;
         let observer = Observer::start(&ns);
-        promote(&ns).await?;
+        ns.promote(NAME).await?;
         let on_rev2 = |s: &TrafficState| s.stable_selects.as_deref() == Some(rev2.as_str());
         let done = |s: &TrafficState, phase: &str| phase == "Healthy" && on_rev2(s) && s.weights == (100, 0);
         let crashes = crash_until(&ns, crash_after, done).await?;
         let states = observer.finish_timed().await?;
-        let settle = Duration::from_secs(SETTLE) - WRITE_LATENCY;
-        let switch = gap(&states, |s| s.weights == (0, 100), on_rev2)?;
-        let home = gap(&states, on_rev2, |s| s.weights == (100, 0))?;
-        println!("crash after {crash_points}: {crashes} crashes; gaps {switch:?} and {home:?}");
-        assert!(switch >= settle, "stable Service switched {switch:?} after the weights: {states:#?}");
-        assert!(home >= settle, "weights returned {home:?} after the stable Service switch: {states:#?}");
+        let settle = Duration::from_secs(SETTLE);
+        let all_to_canary = |s: &TrafficState| s.weights == (0, 100);
+        let all_to_stable = |s: &TrafficState| s.weights == (100, 0);
+        let switch = gap(&states, (&all_to_canary, WEIGHTS), (&on_rev2, STABLE_SERVICE))?;
+        let home = gap(&states, (&on_rev2, STABLE_SERVICE), (&all_to_stable, WEIGHTS))?;
+        println!(
+            "crash after {crash_points}: {crashes} crashes; gaps {} and {} (seen {:?} and {:?})",
+            switch.planned, home.planned, switch.seen, home.seen
+        );
+        switch.check(settle, "the stable Service switched", &states)?;
+        home.check(settle, "the weights returned", &states)?;
     }
     Ok(())
 }
@@ -630,15 +652,15 @@ async fn an_abort_keeps_its_settle_gap_when_the_controller_dies_after_any_write(
         let ns = TestNamespace::new("traffic-crash-abort").await?;
         let (rev1, rev2) = paused_at_half(&ns).await?;
         let observer = Observer::start(&ns);
-        ns.patch_status(NAME, json!({"status": {"abort": true}})).await?;
+        ns.abort(NAME).await?;
         let canary_home = |s: &TrafficState| s.canary_selects.as_deref() == Some(rev1.as_str());
         let done = |s: &TrafficState, _: &str| canary_home(s) && s.available.get(&rev2).copied() == Some(0);
         let crashes = crash_until(&ns, crash_after, done).await?;
         let states = observer.finish_timed().await?;
-        let back = gap(&states, |s| s.weights == (100, 0), canary_home)?;
-        println!("crash after {crash_points}: {crashes} crashes; gap {back:?}");
-        let settle = Duration::from_secs(SETTLE) - WRITE_LATENCY;
-        assert!(back >= settle, "canary Service went back {back:?} after the weights: {states:#?}");
+        let all_to_stable = |s: &TrafficState| s.weights == (100, 0);
+        let back = gap(&states, (&all_to_stable, WEIGHTS), (&canary_home, CANARY_SERVICE))?;
+        println!("crash after {crash_points}: {crashes} crashes; gap {} (seen {:?})", back.planned, back.seen);
+        back.check(Duration::from_secs(SETTLE), "the canary Service went back", &states)?;
     }
     Ok(())
 }
@@ -713,8 +735,8 @@ async fn tampered_objects_are_repaired_and_the_rollout_completes() -> Result<()>
     let canary = json!({"steps": [{"setWeight": 10}, {"pause": {}}, {"setWeight": 50}, {"pause": {"duration": "3s"}}]});
     ns.patch_spec(NAME, json!({"spec": {"strategy": {"canary": canary}}})).await?;
     ns.wait_phase(NAME, "Healthy").await?;
-    set_image(&ns, "argoproj/rollouts-demo:yellow").await?;
-    wait_paused_at(&ns, 1).await?;
+    ns.set_deployment_image(NAME, "demo", "argoproj/rollouts-demo:yellow").await?;
+    ns.wait_step(NAME, 1, "Paused").await?;
     let rev2 = status(&ns.rollout(NAME).await?).current_pod_hash.unwrap_or_default();
     let deployment_replicas =
         || async { Ok::<_, anyhow::Error>(ns.api::<Deployment>().get(NAME).await?.spec.and_then(|s| s.replicas)) };
@@ -735,7 +757,7 @@ async fn tampered_objects_are_repaired_and_the_rollout_completes() -> Result<()>
             .map_err(|e| e.context(format!("the Deployment scaled down again after {what:?}")))?;
     }
     // While it moves: the same, one after another without waiting.
-    promote(&ns).await?;
+    ns.promote(NAME).await?;
     for what in TAMPERING {
         tokio::time::sleep(Duration::from_millis(700)).await;
         tamper(&ns, what).await?;

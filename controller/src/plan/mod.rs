@@ -218,6 +218,8 @@ fn invalid(observed: &Observed, before: RolloutStatus, message: &str) -> Plan {
     status.phase = Some(Phase::Degraded.as_str().into());
     status.message = Some(format!("InvalidSpec: {full}"));
     status.observed_generation = generation(&observed.rollout);
+    // Seen, even if it can't be used: tools waiting for the controller to observe it may go on.
+    status.workload_observed_generation = observed.workload.as_ref().and_then(|w| w.generation).map(|g| g.to_string());
     let mut events = Vec::new();
     let changed =
         before.conditions.as_deref().and_then(|c| cond::find(c, cond::INVALID_SPEC)).is_none_or(|c| c.message != full);
