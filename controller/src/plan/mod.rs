@@ -12,6 +12,7 @@ pub mod defaults;
 mod finalize;
 pub mod hash;
 pub mod metadata;
+mod objects;
 mod observed;
 mod planner;
 mod promotion;
