@@ -1,5 +1,6 @@
 //! The exact requests of each operation, as values built by pure functions: the same bodies the
-//! Argo plugin sends (spec §9), so either plugin can drive either controller.
+//! Argo plugin sends (its `pkg/kubectl-argo-rollouts/cmd`), so either plugin can drive either
+//! controller.
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::apps::v1::ReplicaSet;

@@ -1,5 +1,6 @@
 //! The phase the plugin shows: the controller's `status.phase`, unless the controller has not
-//! yet reacted to the latest spec or to a promote (Argo's client-side rules, spec §2.1).
+//! yet reacted to the latest spec or to a promote (the rules of Argo's plugin, its
+//! `utils/rollout/rolloututil.go` GetRolloutPhase).
 
 use std::fmt;
 

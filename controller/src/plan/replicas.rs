@@ -1,6 +1,7 @@
 //! Replica arithmetic for the canary: how many pods the canary and stable ReplicaSets get at a
 //! weight, within maxSurge / maxUnavailable (basic canary) or sized by traffic (traffic routing).
-//! Pure functions over counts; behaviour follows Argo Rollouts (`shared/spec` §3.2, §3.3).
+//! Pure functions over counts; the numbers are upstream's (Argo Rollouts'
+//! `utils/replicaset/canary.go`), so a Rollout sizes the same under either controller.
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
