@@ -146,9 +146,9 @@ spec:
     // 25% of 6 with one pod of surge: 2 canary, 5 stable (2 of 7 is the closest to 25%).
     ns.wait_pods(&rev2, 2).await?;
     ns.wait_pods(&rev1, 5).await?;
-    let ro = ns.rollout("web").await?;
+    // The status counts the pods once the ReplicaSets report them.
+    let ro = ns.wait_rollout("web", "7 pods in HPAReplicas", |r| status(r).hpa_replicas == Some(7)).await?;
     assert_eq!(status(&ro).current_step_index, Some(1));
-    assert_eq!(status(&ro).hpa_replicas, Some(7));
     Ok(())
 }
 
