@@ -7,11 +7,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use e2e::{TestNamespace, User, poll_until, read_repo_file};
 use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::authorization::v1::{SelfSubjectRulesReview, SelfSubjectRulesReviewSpec};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use kube::Client;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 /// One verb on one resource, maybe of one named object.
@@ -117,12 +118,32 @@ fn pod(name: &str, labels: Value) -> Result<Pod> {
     }))?)
 }
 
+/// A ReplicaSet like a Rollout's: its one pod is made by the real ReplicaSet controller.
+fn replica_set(name: &str) -> Result<ReplicaSet> {
+    let labels = json!({"app": name, "rollouts-pod-template-hash": "abc"});
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+            "metadata": {"labels": labels},
+            "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}
+        }}
+    }))?)
+}
+
 /// The controller's token may patch pods, but the admission policy shipped with its role lets it
-/// change only the labels and annotations of a Rollout's pods.
+/// change only the labels and annotations of the pods of a Rollout's ReplicaSets.
 async fn pods_stay_as_they_are(ns: &TestNamespace, controller: &Client) -> Result<()> {
     let admin = ns.api::<Pod>();
-    admin.create(&PostParams::default(), &pod("rollout-pod", json!({"rollouts-pod-template-hash": "abc"}))?).await?;
+    ns.api::<ReplicaSet>().create(&PostParams::default(), &replica_set("web-abc")?).await?;
+    // Labelled like a Rollout's pod, but no ReplicaSet owns it.
+    admin.create(&PostParams::default(), &pod("stray-pod", json!({"rollouts-pod-template-hash": "abc"}))?).await?;
     admin.create(&PostParams::default(), &pod("other-pod", json!({"app": "other"}))?).await?;
+    let rollout_pod = poll_until(Duration::from_secs(20), || async {
+        let pods = admin.list(&ListParams::default().labels("app=web-abc")).await?;
+        Ok(pods.items.first().map(|pod| pod.name_any()))
+    })
+    .await
+    .context("the ReplicaSet made no pod")?;
     let as_controller: Api<Pod> = Api::namespaced(controller.clone(), &ns.name);
     let relabel = |role: &str| Patch::Merge(json!({"metadata": {"labels": {"role": role}}}));
     // The policy applies once the apiserver has loaded it: until then this relabelling succeeds.
@@ -136,12 +157,15 @@ async fn pods_stay_as_they_are(ns: &TestNamespace, controller: &Client) -> Resul
     .await
     .context("the policy never refused relabelling a pod that is not a Rollout's")?;
     ensure!(message.contains("only pods of a Rollout's ReplicaSets"), "{message}");
+    let message = refused(as_controller.patch("stray-pod", &PatchParams::default(), &relabel("x")).await)
+        .context("the controller's token relabelled a pod no ReplicaSet owns")?;
+    ensure!(message.contains("only pods of a Rollout's ReplicaSets"), "{message}");
     as_controller
-        .patch("rollout-pod", &PatchParams::default(), &relabel("canary"))
+        .patch(&rollout_pod, &PatchParams::default(), &relabel("canary"))
         .await
         .context("relabelling a Rollout's pod")?;
     let new_image = Patch::Strategic(json!({"spec": {"containers": [{"name": "web", "image": "evil:1"}]}}));
-    let message = refused(as_controller.patch("rollout-pod", &PatchParams::default(), &new_image).await)
+    let message = refused(as_controller.patch(&rollout_pod, &PatchParams::default(), &new_image).await)
         .context("the controller's token changed a pod's image")?;
     ensure!(message.contains("only the labels and annotations"), "{message}");
     Ok(())
