@@ -28,6 +28,8 @@ pub enum Error {
     Json(#[from] serde_json::Error),
     #[error("ReplicaSet {0} exists and belongs to something else; retrying with a new pod-template hash")]
     HashCollision(String),
+    #[error("ReplicaSet {0} can't be created again: another object holds its name")]
+    NameTaken(String),
     #[error("the apiserver rejected the pod template: {0}")]
     InvalidTemplate(String),
     #[error("the VirtualService API is not available")]
@@ -46,6 +48,7 @@ impl Error {
             Error::Kube(_) => "api",
             Error::Json(_) => "encoding",
             Error::HashCollision(_) => "hash_collision",
+            Error::NameTaken(_) => "name_taken",
             Error::InvalidTemplate(_) => "invalid_template",
             Error::NoVirtualServiceApi => "no_virtualservice_api",
             Error::NotSynced => "not_synced",

@@ -1,6 +1,7 @@
 //! Builds one `Observed` snapshot per reconcile from the caches. The network is used only for
-//! what a cache can't answer: an object referenced for the first time, and pods while a restart
-//! is due.
+//! what a cache can't answer: an object referenced for the first time, Services the Rollout no
+//! longer names (to release them), pods while a restart is due, and the stable template's record
+//! (a ControllerRevision) while the stable ReplicaSet is missing.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -172,7 +173,9 @@ pub async fn observe(ctx: &Arc<Context>, rollout: &Rollout, now: Timestamp) -> R
 
 /// The name of the stable ReplicaSet when it is gone (someone deleted it).
 fn missing_stable(rollout: &Rollout, replica_sets: &[ReplicaSetView]) -> Option<String> {
-    let stable = rollout.status.as_ref()?.stable_rs.as_deref()?;
+    let status = rollout.status.as_ref()?;
+    // The current template's ReplicaSet is created from the spec, not from a record.
+    let stable = status.stable_rs.as_deref().filter(|stable| status.current_pod_hash.as_deref() != Some(*stable))?;
     let present = replica_sets.iter().any(|rs| rs.hash == stable && !rs.deleting);
     (!present).then(|| format!("{}-{stable}", rollout.name_any()))
 }

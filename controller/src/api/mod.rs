@@ -28,8 +28,6 @@ pub const WORKLOAD_GENERATION_ANNOTATION: &str = "rollout.argoproj.io/workload-g
 /// The ephemeral pod metadata (canaryMetadata/stableMetadata) injected into a ReplicaSet's
 /// template and pods, as JSON: `{"labels": {...}, "annotations": {...}}`.
 pub const EPHEMERAL_METADATA_ANNOTATION: &str = "rollout.argoproj.io/ephemeral-metadata";
-/// Replicas of a workloadRef Deployment before this controller scaled it down.
-pub const WORKLOAD_REPLICAS_ANNOTATION: &str = "rollouts.argoproj.io/workload-replicas-before-scale-down";
 /// Shards controllers like upstream's --instance-id.
 pub const INSTANCE_ID_LABEL: &str = "argo-rollouts.argoproj.io/instance-id";
 /// When this controller last moved traffic through the object it is on (a VirtualService's

@@ -103,6 +103,13 @@ pub struct WorkloadRef {
     pub scale_down: Option<ScaleDown>,
 }
 
+impl WorkloadRef {
+    /// Whether this controller scales the Deployment down (and so gives the pods back on delete).
+    pub fn scales_down(&self) -> bool {
+        matches!(self.scale_down, Some(ScaleDown::OnSuccess | ScaleDown::Progressively))
+    }
+}
+
 /// The kinds of workload a Rollout can take its pod template from.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum WorkloadKind {

@@ -9,6 +9,7 @@ mod rollout;
 mod service;
 mod workload;
 
+use kube::ResourceExt;
 use kube::api::PatchParams;
 
 use crate::api::{FIELD_MANAGER, Rollout};
@@ -31,6 +32,12 @@ pub async fn apply(ctx: &Context, observed: &Observed, plan: &Plan) -> Result<Op
             Action::RemoveFinalizer => rollout::remove_finalizer(ctx, rollout).await,
             Action::AnnotateRollout { annotations } => rollout::annotate(ctx, rollout, annotations).await,
             Action::CreateReplicaSet(rs) => replicaset::create(ctx, rollout, rs).await,
+            // Its name is the stable's, whatever the collision count: another object holding it
+            // is not a reason to rename the current template.
+            Action::RecreateReplicaSet(rs) => match replicaset::create(ctx, rollout, rs).await {
+                Err(Error::HashCollision(name)) => Err(Error::NameTaken(name)),
+                other => other,
+            },
             Action::RecordTemplate(record) => revision::record(ctx, rollout, record).await,
             Action::DeleteTemplateRecord { name } => revision::delete(ctx, rollout, name).await,
             Action::AdoptReplicaSet { name } => replicaset::adopt(ctx, rollout, name).await,
@@ -41,8 +48,12 @@ pub async fn apply(ctx: &Context, observed: &Observed, plan: &Plan) -> Result<Op
             Action::SetServiceSelector { service, hash, changed_at } => {
                 service::set_selector(ctx, rollout, service, hash.as_deref(), *changed_at).await
             }
-            Action::SetVirtualServiceWeights { namespace, name, patch, .. } => {
-                istio::set_weights(ctx, namespace, name, patch).await
+            Action::SetVirtualServiceWeights { namespace, name, patch, canary_weight } => {
+                let result = istio::set_weights(ctx, namespace, name, patch).await;
+                if result.is_ok() {
+                    tracing::info!(rollout = %rollout.name_any(), virtualservice = %format_args!("{namespace}/{name}"), canary_weight, "traffic moved");
+                }
+                result
             }
             Action::ScaleWorkload { name, replicas } => workload::scale(ctx, rollout, name, *replicas).await,
             Action::EvictPod { name } => pods::evict(ctx, rollout, name).await,

@@ -1,6 +1,8 @@
 //! Pods: evictions for `spec.restartAt`, through the Eviction API so PodDisruptionBudgets apply,
 //! and ephemeral labels and annotations as a ReplicaSet's role changes. Nothing else is changed.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, EvictParams, ListParams, Patch};
 use kube::{Resource, ResourceExt};
@@ -27,11 +29,11 @@ pub async fn set_metadata(
     let pods = api.list(&ListParams::default().labels(&format!("{POD_TEMPLATE_HASH_LABEL}={hash}"))).await?;
     let owned = |pod: &Pod| pod.owner_references().iter().any(|o| o.kind == "ReplicaSet" && o.name == replica_set);
     let patch = Patch::Merge(json!({"metadata": {"labels": change.labels, "annotations": change.annotations}}));
+    let up_to_date = |current: &BTreeMap<String, String>, wanted: &BTreeMap<String, Option<String>>| {
+        wanted.iter().all(|(key, value)| current.get(key) == value.as_ref())
+    };
     for pod in pods.items.iter().filter(|pod| owned(pod) && pod.metadata.deletion_timestamp.is_none()) {
-        let up_to_date = |current: &std::collections::BTreeMap<String, String>,
-                          wanted: &std::collections::BTreeMap<String, Option<String>>| {
-            wanted.iter().all(|(key, value)| current.get(key) == value.as_ref())
-        };
+        // A retried plan only patches the pods it had not reached.
         if up_to_date(pod.labels(), &change.labels) && up_to_date(pod.annotations(), &change.annotations) {
             continue;
         }

@@ -9,7 +9,8 @@
 //! against a real apiserver.
 
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, HTTPGetAction, Lifecycle, PodSpec, PodTemplateSpec, Probe, ResourceFieldSelector, Volume,
+    Container, DownwardAPIVolumeFile, EnvVar, HTTPGetAction, Lifecycle, PodSpec, PodTemplateSpec, Probe,
+    ResourceFieldSelector, Volume,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use std::collections::BTreeMap;
@@ -132,26 +133,12 @@ fn volume_defaults(volume: &mut Volume) {
     }
     if let Some(downward) = volume.downward_api.as_mut() {
         downward.default_mode.get_or_insert(DEFAULT_MODE);
-        for item in downward.items.iter_mut().flatten() {
-            if let Some(field) = item.field_ref.as_mut() {
-                default_string(&mut field.api_version, "v1");
-            }
-            if let Some(resource) = item.resource_field_ref.as_mut() {
-                divisor_default(resource);
-            }
-        }
+        downward.items.iter_mut().flatten().for_each(downward_item_defaults);
     }
     if let Some(projected) = volume.projected.as_mut() {
         projected.default_mode.get_or_insert(DEFAULT_MODE);
         for source in projected.sources.iter_mut().flatten() {
-            for item in source.downward_api.iter_mut().flat_map(|d| d.items.iter_mut().flatten()) {
-                if let Some(field) = item.field_ref.as_mut() {
-                    default_string(&mut field.api_version, "v1");
-                }
-                if let Some(resource) = item.resource_field_ref.as_mut() {
-                    divisor_default(resource);
-                }
-            }
+            source.downward_api.iter_mut().flat_map(|d| d.items.iter_mut().flatten()).for_each(downward_item_defaults);
             if let Some(token) = source.service_account_token.as_mut() {
                 token.expiration_seconds.get_or_insert(3600);
             }
@@ -188,6 +175,15 @@ fn volume_defaults(volume: &mut Volume) {
     }
 }
 
+fn downward_item_defaults(item: &mut DownwardAPIVolumeFile) {
+    if let Some(field) = item.field_ref.as_mut() {
+        default_string(&mut field.api_version, "v1");
+    }
+    if let Some(resource) = item.resource_field_ref.as_mut() {
+        divisor_default(resource);
+    }
+}
+
 /// `Always` for an image whose tag is `latest` or missing (and that has no digest), else
 /// `IfNotPresent`, as Kubernetes parses image references.
 fn pull_policy(image: &str) -> &'static str {
@@ -210,13 +206,8 @@ fn pull_policy(image: &str) -> &'static str {
 /// Quantities as the apiserver writes them back: equal values, equal text. Written here as whole
 /// thousandths (rounded up, as the apiserver rounds), which is enough for comparing.
 fn canonical_quantities(quantities: Option<&mut BTreeMap<String, Quantity>>) {
-    if let Some(quantities) = quantities {
-        if quantities.is_empty() {
-            return;
-        }
-        for quantity in quantities.values_mut() {
-            *quantity = canonical(quantity);
-        }
+    for quantity in quantities.into_iter().flat_map(|q| q.values_mut()) {
+        *quantity = canonical(quantity);
     }
 }
 

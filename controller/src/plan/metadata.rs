@@ -74,11 +74,12 @@ pub fn parse_record(text: &str) -> PodMetadata {
 }
 
 impl<'a> Planner<'a> {
-    /// The role of the pods of `hash`: the current template's are stable once promoted, canary
-    /// until then; the stable's are stable; others have none.
+    /// The role of the pods of `hash`: the current template's are stable once promoted (or on
+    /// the first deploy), canary until then, even while a deleted stable is being recreated; the
+    /// stable's are stable; others have none.
     pub(super) fn role(&self, hash: &str) -> Role {
         if hash == self.hash {
-            if self.stable_rs().is_some() { Role::Canary } else { Role::Stable }
+            if self.stable_hash().is_none_or(|stable| stable == hash) { Role::Stable } else { Role::Canary }
         } else if self.stable_hash() == Some(hash) {
             Role::Stable
         } else {

@@ -72,7 +72,10 @@ pub enum Action {
     AnnotateRollout {
         annotations: BTreeMap<String, Option<String>>,
     },
+    /// Create a new revision's ReplicaSet. Its name taken by another object is a hash collision.
     CreateReplicaSet(Box<ReplicaSet>),
+    /// Create the stable ReplicaSet again after someone deleted it.
+    RecreateReplicaSet(Box<ReplicaSet>),
     /// Record a revision's pod template before its ReplicaSet is created (kept as a
     /// ControllerRevision owned by the Rollout, named like the ReplicaSet).
     RecordTemplate(Box<ControllerRevision>),
@@ -198,26 +201,25 @@ pub fn hash_collision(observed: &Observed) -> Plan {
 /// The status of a Rollout that can't even be read (a field of the wrong type, which the CRD
 /// schema can't catch): Degraded, with the reader's error, so whoever looks sees what to fix.
 pub fn unreadable(name: &str, error: &str, now: Timestamp) -> RolloutStatus {
-    let message = format!("The Rollout \"{name}\" is invalid: it could not be read ({error}); fix the field named");
-    let mut conditions = Vec::new();
-    cond::set(&mut conditions, cond::INVALID_SPEC, cond::Status::True, reasons::INVALID_SPEC, &message, now);
-    RolloutStatus {
-        phase: Some(Phase::Degraded.as_str().into()),
-        message: Some(format!("InvalidSpec: {message}")),
-        conditions: Some(conditions),
-        ..Default::default()
-    }
+    let mut status = RolloutStatus::default();
+    mark_invalid(&mut status, name, &format!("it could not be read ({error}); fix the field named"), now);
+    status
+}
+
+/// Sets the InvalidSpec condition, the Degraded phase and the message; returns the message.
+fn mark_invalid(status: &mut RolloutStatus, name: &str, message: &str, now: Timestamp) -> String {
+    let full = format!("The Rollout \"{name}\" is invalid: {message}");
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    cond::set(conditions, cond::INVALID_SPEC, cond::Status::True, reasons::INVALID_SPEC, &full, now);
+    status.phase = Some(Phase::Degraded.as_str().into());
+    status.message = Some(format!("{}: {full}", reasons::INVALID_SPEC));
+    full
 }
 
 /// An invalid spec: report it and change nothing else.
 fn invalid(observed: &Observed, before: RolloutStatus, message: &str) -> Plan {
     let mut status = before.clone();
-    let mut conditions = status.conditions.take().unwrap_or_default();
-    let full = format!("The Rollout \"{}\" is invalid: {message}", rollout_name(&observed.rollout));
-    cond::set(&mut conditions, cond::INVALID_SPEC, cond::Status::True, cond::INVALID_SPEC, &full, observed.now);
-    status.conditions = Some(conditions);
-    status.phase = Some(Phase::Degraded.as_str().into());
-    status.message = Some(format!("InvalidSpec: {full}"));
+    let full = mark_invalid(&mut status, rollout_name(&observed.rollout), message, observed.now);
     status.observed_generation = generation(&observed.rollout);
     // Seen, even if it can't be used: tools waiting for the controller to observe it may go on.
     status.workload_observed_generation = observed.workload.as_ref().and_then(|w| w.generation).map(|g| g.to_string());

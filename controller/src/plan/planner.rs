@@ -1,12 +1,13 @@
 //! `Planner`: the state of one plan of one valid Rollout, the order of its phases, and the small
 //! questions every phase asks (which step, which ReplicaSet is stable, was it aborted).
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::hash;
+use super::replicas;
 use super::validate::ValidRollout;
 use super::{Action, Event, Observed, Plan, ReplicaSetView, rollout_name};
 use crate::api::{CanaryStep, PauseCondition, PodMetadata, RolloutCondition, RolloutStatus};
@@ -31,8 +32,8 @@ pub(super) struct Planner<'a> {
     pub(super) waiting: Option<String>,
     /// Something a person asked for that this plan did not do, and why: leads `status.message`.
     pub(super) notice: Option<String>,
-    /// Desired `spec.replicas` of the ReplicaSets this plan sizes, by name.
-    pub(super) sizes: BTreeMap<String, i32>,
+    /// The ReplicaSets this plan sizes (scaling down leaves them alone).
+    pub(super) sized: BTreeSet<String>,
     pub(super) created_rs: bool,
     /// The stable ReplicaSet was deleted by someone: everything holds until it is back.
     pub(super) stable_missing: bool,
@@ -72,7 +73,7 @@ impl<'a> Planner<'a> {
             requeue: None,
             waiting: None,
             notice: None,
-            sizes: BTreeMap::new(),
+            sized: BTreeSet::new(),
             created_rs: false,
             stable_missing: false,
             pause_expired_at: None,
@@ -114,6 +115,33 @@ impl<'a> Planner<'a> {
             requeue_at: self.requeue,
             pause_expired_at: self.pause_expired_at,
         }
+    }
+
+    /// No pause holds the rollout any more.
+    pub(super) fn clear_pause(&mut self) {
+        self.next.pause_conditions = None;
+        self.next.controller_pause = None;
+    }
+
+    /// `currentStepIndex` once every step is done (none without steps).
+    pub(super) fn past_the_steps(&self) -> Option<i32> {
+        (!self.valid.steps.is_empty()).then_some(self.steps_len())
+    }
+
+    /// The current template's ReplicaSet's name, whether it exists yet or not.
+    pub(super) fn new_rs_name(&self) -> String {
+        self.new_rs.map_or_else(|| format!("{}-{}", self.name(), self.hash), |rs| rs.name.clone())
+    }
+
+    /// How an abort of this revision reads in the condition, the Event and the phase message.
+    pub(super) fn aborted_message(&self) -> String {
+        format!("Rollout aborted update to revision {}", self.revision())
+    }
+
+    /// maxSurge and maxUnavailable as pod counts for this Rollout's replicas.
+    pub(super) fn fenceposts(&self) -> (i32, i32) {
+        let canary = self.valid.canary;
+        replicas::fenceposts(canary.max_surge.as_ref(), canary.max_unavailable.as_ref(), self.replicas)
     }
 
     pub(super) fn name(&self) -> &'a str {

@@ -93,9 +93,8 @@ impl<'a> Planner<'a> {
             weights.stable.pod_template_hash = Some(self.hash.clone());
         }
         self.next.promote_full = None;
-        self.next.pause_conditions = None;
-        self.next.controller_pause = None;
-        self.next.current_step_index = (!self.valid.steps.is_empty()).then_some(self.steps_len());
+        self.clear_pause();
+        self.next.current_step_index = self.past_the_steps();
         let message = format!("Rollout completed update to revision {} ({}): {reason}", self.revision(), self.hash);
         self.event(reasons::ROLLOUT_COMPLETED, message);
         if !self.routed() {

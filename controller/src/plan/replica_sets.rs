@@ -17,9 +17,18 @@ use crate::api::{
 };
 
 /// Default seconds a canary is kept after an abort moved its traffic away.
-const DEFAULT_ABORT_SCALE_DOWN_DELAY: i64 = 30;
+const DEFAULT_ABORT_SCALE_DOWN_DELAY: i32 = 30;
 
 impl<'a> Planner<'a> {
+    /// Pods the stable should have at this step, as if it were there.
+    fn stable_goal(&self) -> i32 {
+        if self.routed() {
+            return self.routed_targets().1;
+        }
+        let (surge, _) = self.fenceposts();
+        replicas::weighted_split(self.replicas, self.replica_weight(), surge).1
+    }
+
     /// Pods the canary should end up with at this step (before any hold).
     pub(super) fn canary_goal(&self) -> i32 {
         if self.stable_rs().is_none() {
@@ -28,11 +37,7 @@ impl<'a> Planner<'a> {
         if self.routed() {
             return self.routed_targets().0;
         }
-        let (surge, _) = replicas::fenceposts(
-            self.valid.canary.max_surge.as_ref(),
-            self.valid.canary.max_unavailable.as_ref(),
-            self.replicas,
-        );
+        let (surge, _) = self.fenceposts();
         replicas::weighted_split(self.replicas, self.replica_weight(), surge).0
     }
 
@@ -72,12 +77,10 @@ impl<'a> Planner<'a> {
         let Some(stable) = self.stable_rs() else {
             return (self.replicas, 0);
         };
-        let canary = self.valid.canary;
         if self.routed() {
             return self.routed_targets();
         }
-        let (surge, unavailable) =
-            replicas::fenceposts(canary.max_surge.as_ref(), canary.max_unavailable.as_ref(), self.replicas);
+        let (surge, unavailable) = self.fenceposts();
         let scale = |rs: &ReplicaSetView| Scale { spec: rs.spec_replicas, available: rs.available };
         let others_spec = self.others().map(|rs| rs.spec_replicas).sum();
         replicas::basic_canary(BasicCanary {
@@ -111,7 +114,7 @@ impl<'a> Planner<'a> {
     }
 
     pub(super) fn wait_for_counts(&mut self, canary: i32, stable: i32) {
-        let new_name = self.new_rs.map_or_else(|| format!("{}-{}", self.name(), self.hash), |rs| rs.name.clone());
+        let new_name = self.new_rs_name();
         let new_available = self.new_available();
         if new_available < canary || self.new_rs.is_none_or(|rs| rs.spec_replicas != canary) {
             self.wait(format!("waiting for canary ReplicaSet {new_name}: {new_available} of {canary} pods available"));
@@ -151,10 +154,7 @@ impl<'a> Planner<'a> {
                 Some(deadline) => self.requeue_at(deadline),
                 None if self.canary_traffic_gone() => {
                     let delay = i64::from(
-                        self.valid
-                            .canary
-                            .abort_scale_down_delay_seconds
-                            .map_or(DEFAULT_ABORT_SCALE_DOWN_DELAY as i32, |d| d),
+                        self.valid.canary.abort_scale_down_delay_seconds.unwrap_or(DEFAULT_ABORT_SCALE_DOWN_DELAY),
                     );
                     let deadline = self.now + seconds(delay);
                     let name = rs.name.clone();
@@ -224,7 +224,7 @@ impl<'a> Planner<'a> {
                 format!("Scaled {direction} ReplicaSet {}{revision} from {} to {replicas}", rs.name, rs.spec_replicas),
             );
         }
-        self.sizes.insert(rs.name.clone(), replicas);
+        self.sized.insert(rs.name.clone());
         self.actions.push(Action::PatchReplicaSet {
             name: rs.name.clone(),
             replicas: resize.then_some(replicas),
@@ -256,18 +256,19 @@ impl<'a> Planner<'a> {
         self.actions.push(Action::CreateReplicaSet(Box::new(rs)));
         self.event(reasons::ROLLOUT_UPDATED, format!("Rollout updated to revision {revision}"));
         self.event(reasons::NEW_REPLICA_SET_CREATED, format!("Created ReplicaSet {name} (revision {revision})"));
-        self.sizes.insert(name.clone(), replicas);
+        self.sized.insert(name.clone());
         self.created_rs = true;
         self.wait(format!("waiting for canary ReplicaSet {name}: 0 of {replicas} pods available"));
     }
 
     /// The stable ReplicaSet deleted by hand (or by a mistaken cleanup) is created again from its
-    /// recorded template, at full size; until it is back, steps, sizes and weights hold.
+    /// recorded template, at the size the step gives the stable; until it is back, steps, sizes
+    /// and weights hold. A full promotion needs no stable: the canary takes everything.
     pub(super) fn recreate_stable(&mut self) {
         let Some(stable) = self.stable_hash().filter(|h| *h != self.hash).map(str::to_owned) else {
             return;
         };
-        if self.rs_by_hash(&stable).is_some() {
+        if self.rs_by_hash(&stable).is_some() || self.next.promote_full == Some(true) {
             return;
         }
         self.stable_missing = true;
@@ -284,11 +285,11 @@ impl<'a> Planner<'a> {
             &self.valid.selector,
             &stable,
             record.revision,
-            self.replicas,
+            self.stable_goal(),
             self.replicas,
             &metadata::desired(self.valid.canary, Role::Stable),
         );
-        self.actions.push(Action::CreateReplicaSet(Box::new(rs)));
+        self.actions.push(Action::RecreateReplicaSet(Box::new(rs)));
         self.events.push(Event {
             warning: true,
             reason: reasons::REPLICA_SET_RECREATED,

@@ -5,7 +5,6 @@ use k8s_openapi::jiff::SignedDuration;
 
 use super::planner::Planner;
 use super::reasons;
-use super::replicas::{self};
 use super::{Action, PodView};
 
 /// How soon a restart retries pods that a PodDisruptionBudget protected.
@@ -42,11 +41,7 @@ impl<'a> Planner<'a> {
             return;
         }
         old.sort_by_key(|p| p.created);
-        let (_, unavailable) = replicas::fenceposts(
-            self.valid.canary.max_surge.as_ref(),
-            self.valid.canary.max_unavailable.as_ref(),
-            self.replicas,
-        );
+        let (_, unavailable) = self.fenceposts();
         let total_spec: i32 = self.observed.replica_sets.iter().map(|rs| rs.spec_replicas).sum();
         let min_available = self.replicas.max(total_spec) - unavailable.max(1);
         let available = i32::try_from(pods.iter().filter(|p| p.available && !p.deleting).count()).unwrap_or(0);

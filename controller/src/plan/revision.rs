@@ -41,12 +41,11 @@ impl<'a> Planner<'a> {
         if !template_changed && !steps_changed {
             return;
         }
+        self.clear_pause();
         let next = &mut self.next;
         next.current_pod_hash = Some(self.hash.clone());
         next.current_step_hash = Some(self.step_hash.clone());
         next.current_step_index = (!self.valid.steps.is_empty()).then_some(0);
-        next.pause_conditions = None;
-        next.controller_pause = None;
         next.promote_full = None;
         if next.abort.is_some() {
             next.abort = None;
@@ -74,9 +73,8 @@ impl<'a> Planner<'a> {
             return;
         }
         self.next.stable_rs = Some(self.hash.clone());
-        self.next.current_step_index = (!self.valid.steps.is_empty()).then_some(self.steps_len());
-        self.next.pause_conditions = None;
-        self.next.controller_pause = None;
+        self.next.current_step_index = self.past_the_steps();
+        self.clear_pause();
         let message =
             format!("Rollout completed update to revision {} ({}): Initial deploy", self.revision(), self.hash);
         self.event(reasons::ROLLOUT_COMPLETED, message);
@@ -103,12 +101,11 @@ impl<'a> Planner<'a> {
             if !self.valid.steps.is_empty() {
                 self.next.current_step_index = Some(0);
             }
-            self.next.pause_conditions = None;
-            self.next.controller_pause = None;
+            self.clear_pause();
             self.next.promote_full = None;
             if self.next.aborted_at.is_none() {
                 self.next.aborted_at = Some(self.stamp());
-                let message = format!("Rollout aborted update to revision {}", self.revision());
+                let message = self.aborted_message();
                 self.events.push(Event { warning: true, reason: reasons::ROLLOUT_ABORTED, message });
             }
         } else if self.next.aborted_at.is_some() {
@@ -133,9 +130,8 @@ impl<'a> Planner<'a> {
             self.next.promote_full = None;
             return;
         }
-        self.next.current_step_index = (!self.valid.steps.is_empty()).then_some(self.steps_len());
-        self.next.pause_conditions = None;
-        self.next.controller_pause = None;
+        self.next.current_step_index = self.past_the_steps();
+        self.clear_pause();
     }
 
     /// The Rollout's revision follows its current ReplicaSet, and its workload-generation

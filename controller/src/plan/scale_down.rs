@@ -9,7 +9,7 @@ use super::{Action, ReplicaSetView, seconds};
 use crate::api::SCALE_DOWN_DEADLINE_ANNOTATION;
 
 /// Default seconds old pods are kept after traffic leaves them (traffic routing only).
-const DEFAULT_SCALE_DOWN_DELAY: i64 = 30;
+const DEFAULT_SCALE_DOWN_DELAY: i32 = 30;
 const DEFAULT_REVISION_HISTORY_LIMIT: usize = 10;
 
 impl<'a> Planner<'a> {
@@ -30,7 +30,7 @@ impl<'a> Planner<'a> {
         weights_zero && !selected
     }
 
-    /// Hashes that a Service selects or a weight still reaches: their pods must stay.
+    /// Hashes a Service selects, the stable's and the current template's: their pods must stay.
     pub(super) fn referenced(&self, hash: &str) -> bool {
         let by_service = self.valid.services.is_some_and(|(stable, canary)| {
             [stable, canary].iter().any(|service| self.service_hash(service) == Some(hash))
@@ -41,14 +41,11 @@ impl<'a> Planner<'a> {
     pub(super) fn scale_down_others(&mut self) {
         let mut others: Vec<&'a ReplicaSetView> = self
             .others()
-            .filter(|rs| {
-                (rs.spec_replicas > 0 || rs.scale_down_deadline.is_some()) && !self.sizes.contains_key(&rs.name)
-            })
+            .filter(|rs| (rs.spec_replicas > 0 || rs.scale_down_deadline.is_some()) && !self.sized.contains(&rs.name))
             .collect();
         others.sort_by_key(|rs| std::cmp::Reverse(rs.revision));
         if self.routed() {
-            let delay =
-                i64::from(self.valid.canary.scale_down_delay_seconds.unwrap_or(DEFAULT_SCALE_DOWN_DELAY as i32));
+            let delay = i64::from(self.valid.canary.scale_down_delay_seconds.unwrap_or(DEFAULT_SCALE_DOWN_DELAY));
             let dynamic = self.valid.canary.dynamic_stable_scale == Some(true);
             let limit = self
                 .valid
@@ -80,11 +77,7 @@ impl<'a> Planner<'a> {
             return;
         }
         // Basic canary: older pods go first, within maxUnavailable.
-        let (_, unavailable) = replicas::fenceposts(
-            self.valid.canary.max_surge.as_ref(),
-            self.valid.canary.max_unavailable.as_ref(),
-            self.replicas,
-        );
+        let (_, unavailable) = self.fenceposts();
         let total_available: i32 = self.observed.replica_sets.iter().map(|rs| rs.available).sum();
         let mut budget = replicas::old_scale_down_budget(total_available, self.replicas, unavailable);
         for rs in others {
@@ -118,11 +111,7 @@ impl<'a> Planner<'a> {
         candidates.sort_by_key(|rs| (rs.created, rs.revision));
         let excess = candidates.len() - limit;
         for rs in candidates.into_iter().take(excess) {
-            if rs.spec_replicas == 0
-                && rs.status_replicas == 0
-                && rs.status_current
-                && !self.sizes.contains_key(&rs.name)
-            {
+            if rs.spec_replicas == 0 && rs.status_replicas == 0 && rs.status_current && !self.sized.contains(&rs.name) {
                 self.actions.push(Action::DeleteReplicaSet { name: rs.name.clone() });
                 self.actions.push(Action::DeleteTemplateRecord { name: rs.name.clone() });
             }

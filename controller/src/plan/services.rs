@@ -96,10 +96,12 @@ impl<'a> Planner<'a> {
         };
         let stable = self.stable_hash().unwrap_or(&self.hash).to_string();
         // The stable Service selects the stable pods, and is put back when someone changes it.
-        // It moves to the new pods at promotion (`promote`); one whose status write is still to
-        // come has moved it already, and that stands.
-        let promoting =
-            self.at_end() && !self.aborted() && self.service_hash(stable_service) == Some(self.hash.as_str());
+        // It moves to the new pods at promotion (`promote`), with every weight on the canary; a
+        // promotion whose status write is still to come has moved it already, and that stands.
+        let promoting = self.at_end()
+            && !self.aborted()
+            && self.service_hash(stable_service) == Some(self.hash.as_str())
+            && self.observed_weights().iter().all(|w| *w == 100);
         if !promoting && self.point_service(stable_service, &stable) && self.routed() {
             self.traffic_moved();
         }

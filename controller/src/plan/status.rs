@@ -59,7 +59,7 @@ impl<'a> Planner<'a> {
 
     pub(super) fn update_conditions(&mut self) {
         let now = self.now;
-        let new_name = self.new_rs.map_or_else(|| format!("{}-{}", self.name(), self.hash), |rs| rs.name.clone());
+        let new_name = self.new_rs_name();
         let total_available = self.next.available_replicas.unwrap_or(0);
         let paused = self.paused_by_user() || !self.next.pause_conditions.as_deref().unwrap_or_default().is_empty();
         let c = &mut self.conditions;
@@ -98,7 +98,7 @@ impl<'a> Planner<'a> {
 
         let healthy = self.healthy();
         let progressed = self.progressed();
-        let aborted_message = format!("Rollout aborted update to revision {}", self.revision());
+        let aborted_message = self.aborted_message();
         let c = &mut self.conditions;
         if self.next.abort == Some(true) {
             // An abort keeps the message it started with (it may say why it aborted).
@@ -165,7 +165,7 @@ impl<'a> Planner<'a> {
         }
         let message = format!("ReplicaSet \"{new_name}\" has timed out progressing.");
         if self.observed.rollout.spec.progress_deadline_abort == Some(true) && !self.promoted() {
-            let aborted = format!("Rollout aborted update to revision {}: {message}", self.revision());
+            let aborted = format!("{}: {message}", self.aborted_message());
             cond::set(
                 &mut self.conditions,
                 cond::PROGRESSING,

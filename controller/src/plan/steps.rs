@@ -51,7 +51,7 @@ impl<'a> Planner<'a> {
             return !writes_planned;
         }
         if let Some(pause) = &step.pause {
-            return !writes_planned && self.pause_done(pause.duration.as_ref(), index, self.valid.steps.len());
+            return !writes_planned && self.pause_done(pause.duration.as_ref(), index);
         }
         if step.set_weight.is_none() && step.set_canary_scale.is_none() {
             return false;
@@ -89,8 +89,7 @@ impl<'a> Planner<'a> {
         );
         let had_pause = !self.pause_conditions().is_empty() || self.next.controller_pause == Some(true);
         if had_pause {
-            self.next.pause_conditions = None;
-            self.next.controller_pause = None;
+            self.clear_pause();
             self.event(reasons::ROLLOUT_RESUMED, "Rollout is resumed".into());
         }
         // Entering a pause step starts its clock now.
@@ -99,7 +98,7 @@ impl<'a> Planner<'a> {
         {
             self.enter_pause();
             let duration = next_step.pause.as_ref().and_then(|p| p.duration.as_ref());
-            self.pause_done(duration, index + 1, total);
+            self.pause_done(duration, index + 1);
         }
     }
 
@@ -116,8 +115,8 @@ impl<'a> Planner<'a> {
         &mut self,
         duration: Option<&k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>,
         index: usize,
-        total: usize,
     ) -> bool {
+        let total = self.valid.steps.len();
         let started =
             self.pause_conditions().iter().find(|c| c.reason == reasons::CANARY_PAUSE_STEP).map(|c| c.start_time.0);
         let Some(started) = started else {
@@ -125,7 +124,7 @@ impl<'a> Planner<'a> {
                 return true; // the pause condition was cleared: promoted
             }
             self.enter_pause();
-            return self.pause_done(duration, index, total);
+            return self.pause_done(duration, index);
         };
         let Some(duration) = duration.and_then(step_list::parse_duration) else {
             self.wait(format!("CanaryPauseStep: step {index}/{total}: paused until promoted"));

@@ -27,11 +27,10 @@ impl<'a> Planner<'a> {
 
     /// The canary weight the VirtualServices should hold now; `None` leaves them as they are.
     pub(super) fn desired_weight(&mut self, observed: &[i32]) -> Option<i32> {
-        let current = observed.first().copied().unwrap_or(0);
         let (stable_service, canary_service) = self.valid.services?;
         if self.promoted() {
             // Back to the stable Service once it selects the new pods and that has settled.
-            if current == 0 && observed.iter().all(|w| *w == 0) {
+            if observed.iter().all(|w| *w == 0) {
                 return Some(0);
             }
             let switched = self.service_hash(stable_service) == Some(self.hash.as_str());
@@ -43,9 +42,8 @@ impl<'a> Planner<'a> {
         if self.aborted() || self.new_available() == 0 || !self.selects_after_writes(canary_service, &self.hash) {
             return Some(0);
         }
-        if self.paused_by_user() {
-            return None;
-        }
+        // A manual pause holds the step, so the weight stays that of the step (and is put back if
+        // someone changes it).
         let index = self.index();
         if self.at_end() {
             let ready =

@@ -81,6 +81,7 @@ fn action_kind(action: &Action) -> &'static str {
             "rollout"
         }
         Action::CreateReplicaSet(_)
+        | Action::RecreateReplicaSet(_)
         | Action::AdoptReplicaSet { .. }
         | Action::PatchReplicaSet { .. }
         | Action::DeleteReplicaSet { .. }

@@ -266,10 +266,22 @@ fn a_replica_set_named_by_the_legacy_hash_is_still_the_current_revision() {
 #[test]
 fn a_name_taken_by_another_object_counts_a_collision_and_changes_the_hash() {
     let mut sim = healthy_basic(vec![set_weight(25)]);
-    let before = hash_of("v1");
-    sim.set_status(|s| s.collision_count = None);
+    sim.update_template("v2");
+    let first = plan(&sim.observed);
+    let name = |plan: &Plan| {
+        plan.actions.iter().find_map(|a| match a {
+            Action::CreateReplicaSet(rs) => rs.metadata.name.clone(),
+            _ => None,
+        })
+    };
+    let taken = name(&first).expect("the new revision's ReplicaSet");
+    // Its create failed: another object has that name.
     let bumped = hash_collision(&sim.observed);
     assert_eq!(bumped.status.collision_count, Some(1));
     assert!(bumped.actions.is_empty());
-    assert_ne!(hash::pod_template_hash(&template("v1"), &[], Some(1)), before);
+    sim.apply(&bumped);
+    let renamed = name(&plan(&sim.observed)).expect("a ReplicaSet of another name");
+    assert_ne!(renamed, taken);
+    sim.settle();
+    assert_eq!(phase(&sim), "Healthy");
 }

@@ -41,7 +41,7 @@ fn a_deleted_stable_replica_set_is_created_again_and_the_rollout_completes() {
     sim.observed.replica_sets.retain(|rs| rs.hash != v1);
     let plan = sim.step();
     let recreated = plan.actions.iter().find_map(|a| match a {
-        Action::CreateReplicaSet(rs) => Some(rs.clone()),
+        Action::RecreateReplicaSet(rs) => Some(rs.clone()),
         _ => None,
     });
     let recreated = recreated.expect("the stable ReplicaSet is created again");
@@ -87,4 +87,40 @@ fn a_stable_replica_set_without_a_record_is_reported_and_nothing_moves() {
     assert_eq!(sim.vs_weights(), (100, 0));
     assert_eq!(sim.selector("web-stable"), Some(hash_of("v2")));
     assert_eq!(phase(&sim), "Healthy");
+}
+
+#[test]
+fn a_stable_selector_pointed_at_the_canary_early_is_put_back() {
+    let mut sim = Sim::new(observed(with_istio(rollout(4, vec![set_weight(10), pause(None)]))));
+    sim.settle();
+    sim.update_template("v2");
+    sim.settle();
+    let (v1, v2) = (hash_of("v1"), hash_of("v2"));
+    // Past the last step the canary grows to 4 pods before it gets all the traffic; meanwhile
+    // someone points the stable Service at it.
+    sim.ready = false;
+    sim.set_status(|s| s.pause_conditions = None);
+    sim.settle();
+    assert_eq!(sim.vs_weights(), (90, 10));
+    sim.observed.services.get_mut("web-stable").unwrap().selector.insert(POD_TEMPLATE_HASH_LABEL.into(), v2);
+    sim.settle();
+    assert_eq!(sim.selector("web-stable"), Some(v1), "only a promotion moves it, with all traffic on the canary");
+}
+
+#[test]
+fn a_canary_keeps_its_role_while_a_deleted_stable_is_recreated() {
+    let steps = vec![set_weight(10), pause(None)];
+    let mut sim = Sim::new(observed(with_istio(with_ephemeral_metadata(rollout(4, steps)))));
+    sim.settle();
+    sim.update_template("v2");
+    sim.settle();
+    let (v1, v2) = (hash_of("v1"), hash_of("v2"));
+    sim.ready = false;
+    sim.observed.replica_sets.retain(|rs| rs.hash != v1);
+    let plan = sim.step();
+    let relabels_the_canary =
+        plan.actions.iter().any(|a| matches!(a, Action::SetPodMetadata { hash, .. } if *hash == v2));
+    assert!(!relabels_the_canary, "{:?}", plan.actions);
+    let role = sim.rs(&v2).unwrap().injected.labels.clone().unwrap_or_default().get("role").cloned();
+    assert_eq!(role.as_deref(), Some("canary"));
 }

@@ -76,7 +76,7 @@ impl Sim {
     pub fn apply_action(&mut self, action: &Action) {
         let now = self.observed.now;
         match action {
-            Action::CreateReplicaSet(rs) => {
+            Action::CreateReplicaSet(rs) | Action::RecreateReplicaSet(rs) => {
                 let hash = rs.metadata.labels.as_ref().unwrap()[POD_TEMPLATE_HASH_LABEL].clone();
                 let annotations = rs.metadata.annotations.clone().unwrap_or_default();
                 let injected = annotations.get(EPHEMERAL_METADATA_ANNOTATION).map(|r| metadata::parse_record(r));

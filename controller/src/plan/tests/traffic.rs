@@ -165,3 +165,21 @@ fn an_abort_after_the_stable_switch_is_refused_with_a_reason() {
     assert_eq!(phase(&sim), "Healthy");
     assert_eq!(sim.vs_weights(), (100, 0));
 }
+
+#[test]
+fn a_paused_rollout_still_puts_its_weights_back() {
+    let steps = vec![set_weight(10), pause(None), set_weight(50)];
+    let mut sim = Sim::new(observed(with_istio(rollout(4, steps))));
+    sim.settle();
+    sim.update_template("v2");
+    sim.settle();
+    sim.observed.rollout.spec.paused = Some(true);
+    sim.settle();
+    let vs =
+        sim.observed.virtual_services.as_mut().unwrap().get_mut(&(NAMESPACE.to_string(), "web".to_string())).unwrap();
+    vs.spec["http"][0]["route"][0]["weight"] = json!(100);
+    vs.spec["http"][0]["route"][1]["weight"] = json!(0);
+    sim.settle();
+    assert_eq!(sim.vs_weights(), (90, 10));
+    assert_eq!(phase(&sim), "Paused");
+}

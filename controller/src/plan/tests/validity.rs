@@ -151,3 +151,12 @@ fn an_unreadable_rollout_is_degraded_with_the_readers_error() {
     let conditions = status.conditions.unwrap();
     assert_eq!((conditions[0].type_.as_str(), conditions[0].status.as_str()), ("InvalidSpec", "True"));
 }
+
+#[test]
+fn a_deletion_waiting_for_the_deployment_looks_again_when_it_would_give_up() {
+    let mut sim = workload_ref_sim(ScaleDown::OnSuccess, vec![set_weight(50)]);
+    sim.observed.rollout.metadata.deletion_timestamp = Some(Time(sim.observed.now));
+    let waiting = plan(&sim.observed);
+    assert!(!waiting.actions.contains(&Action::RemoveFinalizer));
+    assert_eq!(waiting.requeue_at, Some(sim.observed.now + SignedDuration::from_secs(600)));
+}
