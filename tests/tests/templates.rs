@@ -7,7 +7,7 @@ use e2e::{TestNamespace, read_repo_file};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::api::PostParams;
-use rollouts_controller::api::POD_TEMPLATE_HASH_LABEL;
+use rollouts_controller::api::{POD_TEMPLATE_HASH_LABEL, PodMetadata};
 use rollouts_controller::plan::hash::pod_template_hash;
 use serde_json::{Value, json};
 
@@ -66,10 +66,19 @@ async fn templates_read_back_from_a_replica_set_hash_the_same() -> Result<()> {
     let mut templates = example_templates()?;
     ensure!(templates.len() >= 4, "the examples have templates: {templates:?}");
     templates.push(("a template with probes, volumes and quantities".into(), rich_template()));
+    // What canaryMetadata adds to the canary's template, which an undo copies back with the rest.
+    let ephemeral: PodMetadata =
+        serde_json::from_value(json!({"labels": {"role": "canary"}, "annotations": {"tier": "c"}}))?;
     let mut failures = Vec::new();
     for (index, (what, template)) in templates.into_iter().enumerate() {
         let written: PodTemplateSpec = serde_json::from_value(template.clone())?;
         let mut labelled = template.clone();
+        // Odd templates go in as a canary's, with the ephemeral metadata added.
+        let with_ephemeral = index % 2 == 1;
+        if with_ephemeral {
+            labelled["metadata"]["labels"]["role"] = json!("canary");
+            labelled["metadata"]["annotations"]["tier"] = json!("c");
+        }
         let labels = labelled["metadata"]["labels"].as_object().cloned().unwrap_or_default();
         labelled["metadata"]["labels"][POD_TEMPLATE_HASH_LABEL] = json!("x");
         let mut selector = labels.clone();
@@ -80,7 +89,8 @@ async fn templates_read_back_from_a_replica_set_hash_the_same() -> Result<()> {
         }))?;
         let created = ns.api::<ReplicaSet>().create(&PostParams::default(), &rs).await.with_context(|| what.clone())?;
         let read_back = created.spec.and_then(|s| s.template).context("no template")?;
-        let (expected, got) = (pod_template_hash(&written, &[], None), pod_template_hash(&read_back, &[], None));
+        let added: &[&PodMetadata] = if with_ephemeral { &[&ephemeral] } else { &[] };
+        let (expected, got) = (pod_template_hash(&written, added, None), pod_template_hash(&read_back, added, None));
         if expected != got {
             let diff = (serde_json::to_string(&written)?, serde_json::to_string(&read_back)?);
             failures.push(format!("{what}: written {} vs read back {}", diff.0, diff.1));

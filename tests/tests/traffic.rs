@@ -402,9 +402,14 @@ async fn external_weight_edits_are_put_back() -> Result<()> {
     ns.wait_step(NAME, 6, "Paused").await?;
     // A GitOps re-apply of the VirtualService as committed: 100/0.
     let reapplied = std::time::Instant::now();
+    let reapplied_at = Timestamp::now();
     ns.apply(&example_virtual_service()).await?;
-    wait_traffic(&ns, "the weights put back", |s| s.weights == (90, 10)).await?;
-    assert!(reapplied.elapsed() < Duration::from_secs(5), "put back after {:?}", reapplied.elapsed());
+    // Put back by a write planned after the re-apply, not merely never changed.
+    wait_traffic(&ns, "the weights put back", |s| {
+        s.weights == (90, 10) && s.weights_changed_at.is_some_and(|at| at >= reapplied_at)
+    })
+    .await?;
+    assert!(reapplied.elapsed() < Duration::from_secs(10), "put back after {:?}", reapplied.elapsed());
     Ok(())
 }
 
@@ -744,9 +749,21 @@ async fn tampered_objects_are_repaired_and_the_rollout_completes() -> Result<()>
 
     // While paused: each change is put right.
     for what in TAMPERING {
+        let tampered_at = Timestamp::now();
         tamper(&ns, what).await?;
+        // The object tampered with was written again afterwards.
+        let rewritten = |s: &TrafficState| {
+            let changed_at = match what {
+                Tamper::StableSelector => s.stable_changed_at,
+                Tamper::CanarySelector => s.canary_changed_at,
+                Tamper::Weights => s.weights_changed_at,
+                Tamper::DeleteStableReplicaSet | Tamper::ScaleDeployment => return true,
+            };
+            changed_at.is_some_and(|at| at >= tampered_at)
+        };
         let repaired = |s: &TrafficState| {
-            s.weights == (90, 10)
+            rewritten(s)
+                && s.weights == (90, 10)
                 && s.stable_selects.as_deref() == Some(rev1.as_str())
                 && s.canary_selects.as_deref() == Some(rev2.as_str())
                 && s.available.get(&rev1) == Some(&3)
