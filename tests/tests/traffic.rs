@@ -623,18 +623,46 @@ const WEIGHTS: fn(&TrafficState) -> Option<Timestamp> = |s| s.weights_changed_at
 const STABLE_SERVICE: fn(&TrafficState) -> Option<Timestamp> = |s| s.stable_changed_at;
 const CANARY_SERVICE: fn(&TrafficState) -> Option<Timestamp> = |s| s.canary_changed_at;
 
+/// A Rollout paused at half (revisions `rev1` stable, `rev2` canary), then promoted or aborted
+/// under controllers that crash after each write `crash_after` accepts, until `done`.
+struct CrashRun {
+    rev1: String,
+    rev2: String,
+    crashes: usize,
+    /// What the watch saw, from just before the promotion or abort.
+    states: Vec<(Instant, TrafficState)>,
+}
+
+impl CrashRun {
+    async fn promote_or_abort(
+        prefix: &str,
+        promote: bool,
+        crash_after: CrashPoint,
+        done: impl Fn(&TrafficState, &str, (&str, &str)) -> bool,
+    ) -> Result<Self> {
+        let ns = TestNamespace::new(prefix).await?;
+        let (rev1, rev2) = paused_at_half(&ns).await?;
+        let observer = Observer::start(&ns);
+        if promote {
+            ns.promote(NAME).await?
+        } else {
+            ns.abort(NAME).await?
+        }
+        let crashes = crash_until(&ns, crash_after, |s, phase| done(s, phase, (&rev1, &rev2))).await?;
+        Ok(CrashRun { rev1, rev2, crashes, states: observer.finish_timed().await? })
+    }
+}
+
 #[tokio::test]
 #[ignore = "e2e: needs the test cluster (make test)"]
 async fn a_promotion_keeps_its_settle_gaps_when_the_controller_dies_after_any_write() -> Result<()> {
     for (crash_points, crash_after) in CRASH_POINTS {
-        let ns = TestNamespace::new("traffic-crash-promote").await?;
-        let (_, rev2) = paused_at_half(&ns).await?;
-        let observer = Observer::start(&ns);
-        ns.promote(NAME).await?;
+        let done = |s: &TrafficState, phase: &str, (_, rev2): (&str, &str)| {
+            phase == "Healthy" && s.stable_selects.as_deref() == Some(rev2) && s.weights == (100, 0)
+        };
+        let CrashRun { rev2, crashes, states, .. } =
+            CrashRun::promote_or_abort("traffic-crash-promote", true, crash_after, done).await?;
         let on_rev2 = |s: &TrafficState| s.stable_selects.as_deref() == Some(rev2.as_str());
-        let done = |s: &TrafficState, phase: &str| phase == "Healthy" && on_rev2(s) && s.weights == (100, 0);
-        let crashes = crash_until(&ns, crash_after, done).await?;
-        let states = observer.finish_timed().await?;
         let settle = Duration::from_secs(SETTLE);
         let all_to_canary = |s: &TrafficState| s.weights == (0, 100);
         let all_to_stable = |s: &TrafficState| s.weights == (100, 0);
@@ -654,14 +682,12 @@ async fn a_promotion_keeps_its_settle_gaps_when_the_controller_dies_after_any_wr
 #[ignore = "e2e: needs the test cluster (make test)"]
 async fn an_abort_keeps_its_settle_gap_when_the_controller_dies_after_any_write() -> Result<()> {
     for (crash_points, crash_after) in CRASH_POINTS {
-        let ns = TestNamespace::new("traffic-crash-abort").await?;
-        let (rev1, rev2) = paused_at_half(&ns).await?;
-        let observer = Observer::start(&ns);
-        ns.abort(NAME).await?;
+        let done = |s: &TrafficState, _: &str, (rev1, rev2): (&str, &str)| {
+            s.canary_selects.as_deref() == Some(rev1) && s.available.get(rev2).copied() == Some(0)
+        };
+        let CrashRun { rev1, crashes, states, .. } =
+            CrashRun::promote_or_abort("traffic-crash-abort", false, crash_after, done).await?;
         let canary_home = |s: &TrafficState| s.canary_selects.as_deref() == Some(rev1.as_str());
-        let done = |s: &TrafficState, _: &str| canary_home(s) && s.available.get(&rev2).copied() == Some(0);
-        let crashes = crash_until(&ns, crash_after, done).await?;
-        let states = observer.finish_timed().await?;
         let all_to_stable = |s: &TrafficState| s.weights == (100, 0);
         let back = gap(&states, (&all_to_stable, WEIGHTS), (&canary_home, CANARY_SERVICE))?;
         println!("crash after {crash_points}: {crashes} crashes; gap {} (seen {:?})", back.planned, back.seen);

@@ -228,6 +228,14 @@ impl Sim {
         (route[0]["weight"].as_i64().unwrap(), route[1]["weight"].as_i64().unwrap())
     }
 
+    /// Someone else's edit of the VirtualService's weights.
+    pub fn edit_vs_weights(&mut self, stable: i64, canary: i64) {
+        let vs = self.observed.virtual_services.as_mut().unwrap();
+        let route = &mut vs.get_mut(&(NAMESPACE.to_string(), "web".to_string())).unwrap().spec["http"][0]["route"];
+        route[0]["weight"] = json!(stable);
+        route[1]["weight"] = json!(canary);
+    }
+
     pub fn selector(&self, service: &str) -> Option<String> {
         self.observed.services[service].selector.get(POD_TEMPLATE_HASH_LABEL).cloned()
     }

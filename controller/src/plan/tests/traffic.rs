@@ -36,10 +36,7 @@ fn istio_canary_moves_traffic_and_promotes_without_dropping_requests() {
     assert!(sim.events().contains(&"TrafficWeightUpdated"));
 
     // An external edit of the weights is put back.
-    let vs =
-        sim.observed.virtual_services.as_mut().unwrap().get_mut(&(NAMESPACE.to_string(), "web".to_string())).unwrap();
-    vs.spec["http"][0]["route"][0]["weight"] = json!(100);
-    vs.spec["http"][0]["route"][1]["weight"] = json!(0);
+    sim.edit_vs_weights(100, 0);
     sim.settle();
     assert_eq!(sim.vs_weights(), (90, 10));
 
@@ -175,10 +172,7 @@ fn a_paused_rollout_still_puts_its_weights_back() {
     sim.settle();
     sim.observed.rollout.spec.paused = Some(true);
     sim.settle();
-    let vs =
-        sim.observed.virtual_services.as_mut().unwrap().get_mut(&(NAMESPACE.to_string(), "web".to_string())).unwrap();
-    vs.spec["http"][0]["route"][0]["weight"] = json!(100);
-    vs.spec["http"][0]["route"][1]["weight"] = json!(0);
+    sim.edit_vs_weights(100, 0);
     sim.settle();
     assert_eq!(sim.vs_weights(), (90, 10));
     assert_eq!(phase(&sim), "Paused");
