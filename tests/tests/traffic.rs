@@ -352,6 +352,17 @@ async fn example_istio_canary_end_to_end_drops_no_traffic() -> Result<()> {
     Ok(())
 }
 
+/// Rolls the example to yellow and promotes it to its pause at 10% (weights 90/10).
+async fn at_ten_percent(ns: &TestNamespace) -> Result<()> {
+    ns.set_deployment_image(NAME, "demo", "argoproj/rollouts-demo:yellow").await?;
+    ns.wait_step(NAME, 1, "Paused").await?;
+    ns.promote(NAME).await?;
+    ns.wait_step(NAME, 4, "Paused").await?;
+    ns.promote(NAME).await?;
+    ns.wait_step(NAME, 6, "Paused").await?;
+    Ok(())
+}
+
 #[tokio::test]
 #[ignore = "e2e: needs the test cluster (make test)"]
 async fn abort_moves_traffic_back_first_and_scales_the_canary_down_after_the_delay() -> Result<()> {
@@ -362,12 +373,7 @@ async fn abort_moves_traffic_back_first_and_scales_the_canary_down_after_the_del
     ns.apply(&example).await?;
     let rev1 = status(&ns.wait_phase(NAME, "Healthy").await?).stable_rs.unwrap_or_default();
     let observer = Observer::start(&ns);
-    ns.set_deployment_image(NAME, "demo", "argoproj/rollouts-demo:yellow").await?;
-    ns.wait_step(NAME, 1, "Paused").await?;
-    ns.promote(NAME).await?;
-    ns.wait_step(NAME, 4, "Paused").await?;
-    ns.promote(NAME).await?;
-    ns.wait_step(NAME, 6, "Paused").await?;
+    at_ten_percent(&ns).await?;
     let rev2 = status(&ns.rollout(NAME).await?).current_pod_hash.unwrap_or_default();
 
     ns.abort(NAME).await?;
@@ -394,12 +400,7 @@ async fn external_weight_edits_are_put_back() -> Result<()> {
     let ns = TestNamespace::new("traffic-gitops").await?;
     let _controller = ns.start_controller().await?;
     example_healthy(&ns).await?;
-    ns.set_deployment_image(NAME, "demo", "argoproj/rollouts-demo:yellow").await?;
-    ns.wait_step(NAME, 1, "Paused").await?;
-    ns.promote(NAME).await?;
-    ns.wait_step(NAME, 4, "Paused").await?;
-    ns.promote(NAME).await?;
-    ns.wait_step(NAME, 6, "Paused").await?;
+    at_ten_percent(&ns).await?;
     // A GitOps re-apply of the VirtualService as committed: 100/0.
     let reapplied = std::time::Instant::now();
     let reapplied_at = Timestamp::now();
