@@ -30,7 +30,7 @@ demo: cluster-build
 
 crds:
 	cargo build --quiet -p rollouts-controller
-	for name in rollout analysisrun experiment; do target/debug/rollouts-controller crd $$name > crds/$$name.yaml; done
+	for name in rollout analysisrun analysistemplate clusteranalysistemplate experiment; do target/debug/rollouts-controller crd $$name > crds/$$name.yaml; done
 
 # A fresh cluster for every run, always torn down; the exit code is the tests'. End-to-end tests
 # mostly wait on the cluster, so four run at once per test binary (189 s for the suite with two,

@@ -1,13 +1,19 @@
 //! The Rollout API (argoproj.io/v1alpha1): types, well-known names and the generated CRD. No I/O.
 
+mod analysis;
+mod analysis_status;
 mod crd;
+mod duration;
 mod placeholders;
 mod schema;
 mod spec;
 mod status;
 
+pub use analysis::*;
+pub use analysis_status::*;
 pub use crd::{CRD_FILES, crd, crd_yaml};
-pub use placeholders::{AnalysisRun, Experiment};
+pub use duration::parse_go_duration;
+pub use placeholders::Experiment;
 pub use spec::*;
 pub use status::*;
 

@@ -33,3 +33,32 @@ pub fn pause_duration(_: &mut SchemaGenerator) -> Schema {
         "pattern": "^([0-9]{1,9}|([0-9]{1,6}(\\.[0-9]{1,9})?(ns|us|µs|ms|s|m|h)){1,6})$"
     })
 }
+
+/// A Go duration ("30s", "1m30s", "300ms"), or an `{{args.NAME}}` placeholder filled in when the
+/// run starts.
+pub fn go_duration(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "pattern": "^(([0-9]{1,9}(\\.[0-9]{1,9})?(ns|us|µs|ms|s|m|h)){1,6}|.*\\{\\{.*\\}\\}.*)$"
+    })
+}
+
+/// A count or limit: a number ≥ 0, or a string holding one or an `{{args.NAME}}` placeholder.
+pub fn limit(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "anyOf": [{ "type": "integer" }, { "type": "string" }],
+        "minimum": 0,
+        "pattern": "^([0-9]+|.*\\{\\{.*\\}\\}.*)$"
+    })
+}
+
+/// failureLimit: like [`limit`], and -1 turns it off.
+pub fn limit_or_disabled(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "anyOf": [{ "type": "integer" }, { "type": "string" }],
+        "minimum": -1,
+        "pattern": "^(-1|[0-9]+|.*\\{\\{.*\\}\\}.*)$"
+    })
+}

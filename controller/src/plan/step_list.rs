@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::api::{CanaryStep, SetCanaryScale};
+use crate::api::{CanaryStep, SetCanaryScale, parse_go_duration};
 
 /// Weight of the most recent `setWeight` at or before `index`, 0 if none; 100 past the last step.
 pub fn set_weight_at(steps: &[CanaryStep], index: usize) -> i32 {
@@ -44,36 +44,13 @@ pub fn parse_duration(value: &IntOrString) -> Option<Duration> {
     (seconds < MAX_PAUSE_SECONDS).then(|| Duration::from_secs(seconds))
 }
 
-/// Whole seconds of a duration text.
+/// Whole seconds of a duration text: plain seconds, or a Go duration.
 fn parse_duration_text(text: &str) -> Option<u64> {
     if let Ok(seconds) = text.parse::<u64>() {
         return Some(seconds);
     }
-    if text.is_empty() {
-        return None;
-    }
-    let mut total = 0f64;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let (number, after) = rest.split_at(number_len);
-        let number: f64 = number.parse().ok()?;
-        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
-        let (unit, after) = after.split_at(unit_len);
-        let unit_seconds = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += number * unit_seconds;
-        rest = after;
-    }
     // Like upstream, fractions of a second are dropped.
-    (total.is_finite() && total < MAX_PAUSE_SECONDS as f64).then_some(total as u64)
+    parse_go_duration(text).map(|duration| duration.as_secs())
 }
 
 /// How a step reads in Events and messages, e.g. `setWeight: 10`, `pause: 30s`.
