@@ -56,6 +56,12 @@ impl Error {
     }
 }
 
+/// How long to wait after the `count`th failure in a row: 0.5 s, 1 s, 2 s ... 5 min.
+pub fn retry_delay(count: u32) -> std::time::Duration {
+    let base = std::time::Duration::from_millis(500);
+    base.saturating_mul(1 << count.saturating_sub(1).min(10)).min(std::time::Duration::from_secs(300))
+}
+
 /// A cache of referenced objects of one kind, and who references them.
 pub struct Watched<K> {
     pub cache: Cache<K>,

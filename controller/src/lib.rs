@@ -1,6 +1,7 @@
 //! rollouts-controller: a progressive-delivery controller that serves the Argo Rollouts API.
 #![forbid(unsafe_code)]
 
+pub mod analysis;
 pub mod api;
 pub mod apply;
 pub mod cache;

@@ -10,7 +10,7 @@ use tracing::{Instrument, info_span};
 
 use crate::api::Rollout;
 use crate::cache::{Key, key_of};
-use crate::context::{Context, Error};
+use crate::context::{Context, Error, retry_delay};
 use crate::plan;
 use crate::runtime::metrics::RolloutInfo;
 use crate::{apply, observe};
@@ -114,7 +114,7 @@ async fn reconcile_inner(object: &DeserializeGuard<Rollout>, ctx: &Arc<Context>)
 pub fn error_policy(object: Arc<DeserializeGuard<Rollout>>, error: &Error, ctx: Arc<Context>) -> Requeue {
     let key = guard_key(&object);
     let count = ctx.failed(&key);
-    let delay = Duration::from_millis(500).saturating_mul(1 << (count - 1).min(10)).min(Duration::from_secs(300));
+    let delay = retry_delay(count);
     tracing::warn!(namespace = %key.0, name = %key.1, category = error.category(), %error, retry_in = ?delay, "reconcile failed");
     Requeue::requeue(delay)
 }

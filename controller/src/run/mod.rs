@@ -16,6 +16,8 @@ use kube::runtime::{Controller, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::{mpsc, watch};
 
+use crate::analysis::providers::Providers;
+use crate::analysis::reconcile::Analysis;
 use crate::api::{INSTANCE_ID_LABEL, Rollout};
 use crate::context::{Context, Settings, Trigger};
 use crate::observe;
@@ -25,6 +27,7 @@ use crate::runtime::client::{self, RateLimit};
 use crate::runtime::leader::{self, LeaseSettings};
 use crate::runtime::metrics::Metrics;
 
+mod analysis_runs;
 mod watches;
 use watches::start_watches;
 
@@ -68,6 +71,7 @@ pub async fn run(
     });
 
     let ctx = Arc::new(Context::new(client.clone(), options.settings.clone(), options.instance_name.clone(), metrics));
+    let analysis = Arc::new(Analysis::new(ctx.clone(), Providers::new(client.clone())?));
     register_existing(&ctx, &options.settings).await;
     let (triggers, trigger_receiver) = mpsc::channel(4096);
     let trigger_receiver = Arc::new(tokio::sync::Mutex::new(trigger_receiver));
@@ -99,7 +103,10 @@ pub async fn run(
         if *stopping_now.borrow() {
             break;
         }
-        let term = lead(&ctx, &options, &health, trigger_receiver.clone(), stopping.clone());
+        let term = futures::future::join(
+            lead(&ctx, &options, &health, trigger_receiver.clone(), stopping.clone()),
+            analysis_runs::run(analysis.clone(), &options, stopping.clone()),
+        );
         tokio::select! {
             _ = term => break,
             // Lost the Lease: dropping the controller cancels its reconciles at once.

@@ -22,7 +22,7 @@ use kube::{Client, Resource};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::api::{FIELD_MANAGER, Rollout};
+use crate::api::FIELD_MANAGER;
 use crate::plan::Event;
 use crate::runtime::metrics::Metrics;
 
@@ -63,11 +63,12 @@ impl EventSink {
         EventSink { workers, metrics }
     }
 
-    pub fn publish(&self, rollout: &Rollout, events: &[Event]) {
+    /// Queues `events` about `object` (a Rollout, an AnalysisRun).
+    pub fn publish<K: Resource<DynamicType = ()>>(&self, object: &K, events: &[Event]) {
         if events.is_empty() {
             return;
         }
-        let regarding = rollout.object_ref(&());
+        let regarding = object.object_ref(&());
         let mut hasher = DefaultHasher::new();
         (&regarding.namespace, &regarding.name).hash(&mut hasher);
         let worker = &self.workers[(hasher.finish() as usize) % self.workers.len()];
@@ -142,7 +143,7 @@ async fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::RolloutSpec;
+    use crate::api::{Rollout, RolloutSpec};
 
     #[tokio::test]
     async fn a_full_queue_drops_and_counts_events_instead_of_waiting() {

@@ -12,6 +12,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::plan::Action;
+use crate::runtime::analysis_metrics::AnalysisMetrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabels {
@@ -65,6 +66,7 @@ pub struct Metrics {
     pause_to_step: Histogram,
     queue_depth: Gauge,
     events_dropped: Counter,
+    pub analysis: AnalysisMetrics,
     /// The info labels last set per Rollout, to remove the old series when they change.
     info_labels: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), RolloutLabels>>>,
 }
@@ -138,6 +140,7 @@ impl Metrics {
             events_dropped.clone(),
         );
         let mut unprefixed = Registry::default();
+        let analysis = AnalysisMetrics::register(&mut registry, &mut unprefixed);
         let rollout_info = Family::<RolloutLabels, Gauge>::default();
         unprefixed.register("rollout_info", "Information about each Rollout (always 1)", rollout_info.clone());
         let rollout_phase = Family::<PhaseLabels, Gauge>::default();
@@ -159,6 +162,7 @@ impl Metrics {
             pause_to_step,
             queue_depth,
             events_dropped,
+            analysis,
             info_labels: Arc::default(),
         }
     }

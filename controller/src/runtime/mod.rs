@@ -2,6 +2,7 @@
 //! and the admin server. None of it decides anything about a Rollout.
 
 pub mod admin;
+pub mod analysis_metrics;
 pub mod client;
 pub mod events;
 pub mod leader;

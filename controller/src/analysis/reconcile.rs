@@ -1,0 +1,245 @@
+//! One reconcile of one AnalysisRun: start (pure) → take the due measurements (providers, at
+//! once) → finish (pure) → one status patch if anything changed → requeue at the next due time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action as Requeue;
+use serde_json::json;
+
+use super::args::{self, Secrets};
+use super::metric::{Invalid, prepare};
+use super::plan::{self, Finished, Measuring, Start};
+use super::providers::{Providers, job};
+use super::schedule::{Due, Task};
+use crate::api::{AnalysisRun, AnalysisRunStatus, FIELD_MANAGER, Measurement};
+use crate::cache::Key;
+use crate::context::{Context, Error, retry_delay};
+use crate::runtime::analysis_metrics::MetricState;
+
+const LONGEST_REQUEUE: Duration = Duration::from_secs(24 * 3600);
+
+/// What reconciles of AnalysisRuns share.
+pub struct Analysis {
+    pub ctx: Arc<Context>,
+    pub providers: Providers,
+    /// Runs as this controller last wrote them, until the cache catches up: a reconcile woken
+    /// before our own write reaches the cache must not take a measurement a second time.
+    written: Mutex<HashMap<Key, Arc<AnalysisRun>>>,
+    failures: Mutex<HashMap<Key, u32>>,
+}
+
+fn key(run: &AnalysisRun) -> Key {
+    (run.namespace().unwrap_or_default(), run.name_any())
+}
+
+fn version(run: &AnalysisRun) -> Option<u64> {
+    run.resource_version().and_then(|v| v.parse().ok())
+}
+
+impl Analysis {
+    pub fn new(ctx: Arc<Context>, providers: Providers) -> Self {
+        Analysis { ctx, providers, written: Mutex::default(), failures: Mutex::default() }
+    }
+
+    fn freshest(&self, cached: &AnalysisRun) -> AnalysisRun {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        match written.get(&key(cached)) {
+            Some(ours) if ours.metadata.uid == cached.metadata.uid && version(ours) > version(cached) => {
+                (**ours).clone()
+            }
+            Some(_) => {
+                written.remove(&key(cached));
+                cached.clone()
+            }
+            None => cached.clone(),
+        }
+    }
+
+    /// A run was deleted: forget it.
+    pub fn forget(&self, run: &AnalysisRun) {
+        let key = key(run);
+        self.written.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        self.ctx.metrics.analysis.forget_run(&key.0, &key.1);
+    }
+
+    async fn write_status(&self, run: &AnalysisRun, status: &AnalysisRunStatus) -> Result<(), Error> {
+        if run.status.as_ref() == Some(status) {
+            return Ok(());
+        }
+        let api: Api<AnalysisRun> = Api::namespaced(self.ctx.client.clone(), &run.namespace().unwrap_or_default());
+        let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        // No status subresource: a merge patch of the status on the object, as upstream.
+        let written = api.patch(&run.name_any(), &params, &Patch::Merge(&json!({ "status": status }))).await?;
+        self.written.lock().unwrap_or_else(|p| p.into_inner()).insert(key(&written), Arc::new(written));
+        Ok(())
+    }
+}
+
+pub async fn reconcile(cached: Arc<AnalysisRun>, analysis: Arc<Analysis>) -> Result<Requeue, Error> {
+    let run = analysis.freshest(&cached);
+    let (namespace, name) = key(&run);
+    let span = tracing::info_span!("analysisrun", namespace = %namespace, name = %name);
+    let _entered = span.enter();
+    let now = Timestamp::now();
+    let requeue_at = match plan::start(&run, now) {
+        Start::Completed { expires_at } => {
+            if expires_at.is_some_and(|at| at <= now) {
+                let api: Api<AnalysisRun> = Api::namespaced(analysis.ctx.client.clone(), &namespace);
+                api.delete(&name, &DeleteParams::background()).await?;
+                tracing::info!("deleted a completed run (ttlStrategy)");
+                return Ok(Requeue::await_change());
+            }
+            expires_at
+        }
+        Start::Invalid(finished) => finish_run(&analysis, &run, finished).await?,
+        Start::Measuring(measuring) => {
+            let finished = measure(&analysis, &run, measuring).await;
+            finish_run(&analysis, &run, finished).await?
+        }
+    };
+    analysis.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&(namespace, name));
+    Ok(match requeue_at {
+        Some(at) => Requeue::requeue(
+            Duration::try_from(at.duration_since(Timestamp::now())).unwrap_or_default().min(LONGEST_REQUEUE),
+        ),
+        None => Requeue::await_change(),
+    })
+}
+
+/// Takes the due measurements, all at once, and works out the status they lead to.
+async fn measure(analysis: &Analysis, run: &AnalysisRun, measuring: Measuring) -> Finished {
+    let now = Timestamp::now();
+    let due = measuring.schedule.due.clone();
+    if due.is_empty() {
+        return plan::finish(run, measuring, Vec::new(), now);
+    }
+    // Secrets are read only when a measurement needs them, and never leave this function.
+    let secrets = match read_secrets(analysis, run).await {
+        Ok(secrets) => secrets,
+        Err(reason) => return plan::errored(measuring.status, &Invalid::Arguments(reason), now),
+    };
+    let metrics = match &secrets {
+        Secrets::Masked => measuring.metrics.clone(),
+        Secrets::Read(_) => match prepare(&run.spec, &run.metadata, &secrets) {
+            Ok(metrics) => metrics,
+            Err(invalid) => return plan::errored(measuring.status, &invalid, now),
+        },
+    };
+    let hidden = secrets.values();
+    let taken = futures::future::join_all(due.iter().map(|due| async {
+        let last = measuring.status.metric_results.iter().find(|r| r.name == metrics[due.metric].metric.name);
+        let last = last.and_then(|r| r.measurements.last());
+        let measurement = take(analysis, run, &metrics[due.metric], *due, last, now).await;
+        (*due, redact(measurement, &hidden))
+    }))
+    .await;
+    for (due, measurement) in &taken {
+        let late_by = Duration::try_from(now.duration_since(due.due_at)).unwrap_or_default();
+        analysis.ctx.metrics.analysis.measured(&measuring.metrics[due.metric].provider, measurement.phase, late_by);
+    }
+    plan::finish(run, measuring, taken, Timestamp::now())
+}
+
+async fn take(
+    analysis: &Analysis,
+    run: &AnalysisRun,
+    prepared: &super::metric::Prepared,
+    due: Due,
+    last: Option<&Measurement>,
+    now: Timestamp,
+) -> Measurement {
+    let kube = &analysis.providers.kube;
+    match (due.task, last) {
+        (Task::Resume, Some(last)) => job::resume(kube, last, now).await,
+        (Task::Terminate, Some(last)) => job::terminate(kube, last).await,
+        _ => analysis.providers.measure(run, prepared, now).await,
+    }
+}
+
+/// What a provider answered, with every secret value replaced by `*****`.
+fn redact(mut measurement: Measurement, secrets: &[&str]) -> Measurement {
+    if secrets.is_empty() {
+        return measurement;
+    }
+    let hide = |text: &mut Option<String>| *text = text.as_deref().map(|t| args::redact(t, secrets));
+    hide(&mut measurement.message);
+    hide(&mut measurement.value);
+    for value in measurement.metadata.values_mut() {
+        *value = args::redact(value, secrets);
+    }
+    measurement
+}
+
+async fn read_secrets(analysis: &Analysis, run: &AnalysisRun) -> Result<Secrets, String> {
+    let refs = args::secret_refs(&run.spec.args);
+    if refs.is_empty() {
+        return Ok(Secrets::Masked);
+    }
+    let api: Api<Secret> = Api::namespaced(analysis.ctx.client.clone(), &run.namespace().unwrap_or_default());
+    let mut values = BTreeMap::new();
+    for reference in refs {
+        let secret = api
+            .get_opt(&reference.name)
+            .await
+            .map_err(|error| format!("reading secret '{}': {error}", reference.name))?
+            .ok_or_else(|| format!("secret '{}' not found", reference.name))?;
+        let value = secret
+            .data
+            .as_ref()
+            .and_then(|data| data.get(&reference.key))
+            .ok_or_else(|| format!("key '{}' does not exist in secret '{}'", reference.key, reference.name))?;
+        values.insert((reference.name.clone(), reference.key.clone()), String::from_utf8_lossy(&value.0).into_owned());
+    }
+    Ok(Secrets::Read(values))
+}
+
+/// Cleans up a run that just completed, writes the status and Events, records the metrics.
+async fn finish_run(analysis: &Analysis, run: &AnalysisRun, finished: Finished) -> Result<Option<Timestamp>, Error> {
+    let Finished { status, events, requeue_at } = finished;
+    let completing = status.phase.completed() && !run.status.as_ref().is_some_and(|s| s.phase.completed());
+    if completing && job::uses_jobs(run) {
+        // Before the status: a crash in between deletes them on the next look.
+        job::delete_all(&analysis.ctx.client, run).await?;
+    }
+    analysis.write_status(run, &status).await?;
+    analysis.ctx.events.publish(run, &events);
+    let providers: BTreeMap<&str, String> = run
+        .spec
+        .metrics
+        .iter()
+        .map(|metric| (metric.name.as_str(), metric.provider.name().unwrap_or_default()))
+        .collect();
+    let states: Vec<MetricState<'_>> = status
+        .metric_results
+        .iter()
+        .map(|result| MetricState {
+            name: &result.name,
+            provider: providers.get(result.name.as_str()).map_or("", |p| p.as_str()),
+            phase: result.phase,
+        })
+        .collect();
+    let (namespace, name) = key(run);
+    analysis.ctx.metrics.analysis.run(&namespace, &name, status.phase, &states);
+    Ok(requeue_at)
+}
+
+/// Transient failures retry with exponential backoff per run: 0.5 s, 1 s, 2 s ... 5 min.
+pub fn error_policy(run: Arc<AnalysisRun>, error: &Error, analysis: Arc<Analysis>) -> Requeue {
+    let key = key(&run);
+    let count = {
+        let mut failures = analysis.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let count = failures.entry(key.clone()).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    };
+    let delay = retry_delay(count);
+    tracing::warn!(namespace = %key.0, name = %key.1, category = error.category(), %error, retry_in = ?delay, "analysis run reconcile failed");
+    Requeue::requeue(delay)
+}
