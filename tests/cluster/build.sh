@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Builds the pinned test control plane (kube-apiserver, kube-controller-manager, kube-scheduler,
-# kubectl, etcd, kwok, kwokctl) from the Go module proxy into a cache outside the repo.
-# Whatever is already in the cache is skipped.
+# kubectl, etcd, kwok, kwokctl) and Prometheus (prometheus, promtool) from the Go module proxy
+# into a cache outside the repo. Whatever is already in the cache is skipped.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 command -v go >/dev/null || die "Go is required (>= 1.26 for kwok $KWOK_VERSION); see README"
-mkdir -p "$TESTBIN"
-log "cache: $TESTBIN"
+mkdir -p "$TESTBIN" "$PROMETHEUS_BIN"
+log "cache: $TESTBIN, $PROMETHEUS_BIN"
 
 # Runs "$@" and reports how long it took.
 timed() {
@@ -17,9 +17,10 @@ timed() {
   log "$what: done in $((SECONDS - start)) s"
 }
 
+# all_present DIR BINARY...
 all_present() {
-  local bin
-  for bin in "$@"; do [ -x "$TESTBIN/$bin" ] || return 1; done
+  local dir=$1 bin; shift
+  for bin in "$@"; do [ -x "$dir/$bin" ] || return 1; done
 }
 
 # k8s.io/kubernetes publishes a go.mod that requires its staging modules at v0.0.0, so it can only
@@ -79,12 +80,25 @@ build_kwok() {
     "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@v$KWOK_VERSION"
 }
 
+# remove_all_sd leaves out the service discoveries (cloud SDKs): the tests push samples, they scrape nothing.
+build_prometheus() {
+  GOBIN=$PROMETHEUS_BIN go install -trimpath -tags remove_all_sd \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" \
+    "github.com/prometheus/prometheus/cmd/prometheus@v$PROMETHEUS_MODULE_VERSION" \
+    "github.com/prometheus/prometheus/cmd/promtool@v$PROMETHEUS_MODULE_VERSION"
+}
+
 total_start=$SECONDS
-if all_present kube-apiserver kube-controller-manager kube-scheduler kubectl; then
+if all_present "$TESTBIN" kube-apiserver kube-controller-manager kube-scheduler kubectl; then
   log "Kubernetes $K8S_VERSION: cached"
 else
   timed "building Kubernetes $K8S_VERSION (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl)" build_k8s
 fi
-if all_present etcd; then log "etcd $ETCD_VERSION: cached"; else timed "building etcd $ETCD_VERSION" build_etcd; fi
-if all_present kwok kwokctl; then log "kwok $KWOK_VERSION: cached"; else timed "building kwok $KWOK_VERSION" build_kwok; fi
-log "all binaries ready in $((SECONDS - total_start)) s ($(du -sh "$TESTBIN" | cut -f1) in $TESTBIN)"
+if all_present "$TESTBIN" etcd; then log "etcd $ETCD_VERSION: cached"; else timed "building etcd $ETCD_VERSION" build_etcd; fi
+if all_present "$TESTBIN" kwok kwokctl; then log "kwok $KWOK_VERSION: cached"; else timed "building kwok $KWOK_VERSION" build_kwok; fi
+if all_present "$PROMETHEUS_BIN" prometheus promtool; then
+  log "Prometheus $PROMETHEUS_VERSION: cached"
+else
+  timed "building Prometheus $PROMETHEUS_VERSION (prometheus, promtool)" build_prometheus
+fi
+log "all binaries ready in $((SECONDS - total_start)) s ($(du -sh "$TESTBIN" | cut -f1) in $TESTBIN, $(du -sh "$PROMETHEUS_BIN" | cut -f1) in $PROMETHEUS_BIN)"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts the local test cluster from the cached binaries (nothing is downloaded): etcd,
 # kube-apiserver (RBAC, static tokens), kube-controller-manager (fast HPA), kube-scheduler and
-# kwok with three fake nodes on 127.0.0.1. Running it again while the cluster is up is a no-op.
+# kwok with three fake nodes on 127.0.0.1 (how they and their pods behave: stages.yaml). Running
+# it again while the cluster is up is a no-op.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -58,7 +59,7 @@ for user in $USERS; do
 done
 
 log "starting cluster '$CLUSTER_NAME' (timeout ${READY_TIMEOUT}s)"
-if ! kwokctl -c "$CLUSTER_DIR_SCRIPTS/kwokctl.yaml" create cluster --name "$CLUSTER_NAME" \
+if ! kwokctl -c "$CLUSTER_DIR_SCRIPTS/kwokctl.yaml" -c "$CLUSTER_DIR_SCRIPTS/stages.yaml" create cluster --name "$CLUSTER_NAME" \
     --kube-apiserver-binary "$TESTBIN/kube-apiserver" \
     --kube-controller-manager-binary "$TESTBIN/kube-controller-manager" \
     --kube-scheduler-binary "$TESTBIN/kube-scheduler" \
