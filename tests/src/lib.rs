@@ -28,7 +28,9 @@ pub mod controller;
 pub mod fixtures;
 pub mod pods;
 pub mod process;
+pub mod prometheus;
 pub mod rollouts;
+pub mod web;
 
 /// Label on every namespace a test creates, so leftovers are easy to find and delete.
 pub const TEST_NAMESPACE_LABEL: &str = "rollouts-e2e";
@@ -329,21 +331,33 @@ pub fn pinned_versions() -> Result<BTreeMap<String, String>> {
         .collect())
 }
 
-/// Where `make cluster-build` puts the pinned binaries: `$ROLLOUTS_TESTBIN` (default
-/// `~/.cache/rollouts-testbin`) + `k8s-<K8S>-etcd-<ETCD>-kwok-<KWOK>`, as in `tests/cluster/lib.sh`.
-pub fn testbin_dir() -> Result<PathBuf> {
-    let root = match std::env::var_os("ROLLOUTS_TESTBIN") {
+/// Where `make cluster-build` caches what it builds: `$ROLLOUTS_TESTBIN`, default
+/// `~/.cache/rollouts-testbin`, as in `tests/cluster/lib.sh`.
+fn testbin_root() -> Result<PathBuf> {
+    Ok(match std::env::var_os("ROLLOUTS_TESTBIN") {
         Some(root) => PathBuf::from(root),
         None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".cache/rollouts-testbin"),
-    };
-    let versions = pinned_versions()?;
-    let version = |key: &str| versions.get(key).cloned().with_context(|| format!("versions.env has no {key}"));
-    Ok(root.join(format!(
+    })
+}
+
+/// One version pinned in `tests/cluster/versions.env`.
+fn pinned_version(key: &str) -> Result<String> {
+    pinned_versions()?.remove(key).with_context(|| format!("versions.env has no {key}"))
+}
+
+/// Where `make cluster-build` puts the control plane: `<testbin root>/k8s-<K8S>-etcd-<ETCD>-kwok-<KWOK>`.
+pub fn testbin_dir() -> Result<PathBuf> {
+    Ok(testbin_root()?.join(format!(
         "k8s-{}-etcd-{}-kwok-{}",
-        version("K8S_VERSION")?,
-        version("ETCD_VERSION")?,
-        version("KWOK_VERSION")?
+        pinned_version("K8S_VERSION")?,
+        pinned_version("ETCD_VERSION")?,
+        pinned_version("KWOK_VERSION")?
     )))
+}
+
+/// Where `make cluster-build` puts `prometheus` and `promtool`: `<testbin root>/prometheus-<PROMETHEUS>`.
+pub fn prometheus_bin_dir() -> Result<PathBuf> {
+    Ok(testbin_root()?.join(format!("prometheus-{}", pinned_version("PROMETHEUS_VERSION")?)))
 }
 
 /// What a kubectl run printed.
