@@ -10,12 +10,43 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config, ResourceExt};
+use kube::{Client, Config, Resource, ResourceExt};
 use rollouts_controller::api::{POD_TEMPLATE_HASH_LABEL, Rollout, WorkloadKind};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::family::{Family, Visible};
 use crate::suggest::closest;
+
+/// A namespaced object the plugin reads, watches and patches by name (a Rollout, an AnalysisRun).
+pub trait Object:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Object for K where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Plural resource name of `K`, as RBAC rules spell it: `rollouts`, `analysisruns`.
+pub fn resource_of<K: Object>() -> String {
+    K::plural(&()).into_owned()
+}
 
 /// Where to connect: the global flags.
 #[derive(Clone, Debug, Default)]
@@ -97,9 +128,10 @@ impl<'a> Request<'a> {
 
 /// The role that grants `verb` on `resource`, as the plugin's users know them (rbac/roles.yaml).
 fn role_hint(verb: Verb, resource: &str) -> String {
-    match (resource, verb) {
-        ("rollouts", Verb::Get | Verb::List | Verb::Watch) => "ask for the rollouts-reader role".into(),
-        ("rollouts", Verb::Patch) => "ask for the rollouts-writer role".into(),
+    let theirs = matches!(resource, "rollouts" | "analysisruns");
+    match verb {
+        Verb::Get | Verb::List | Verb::Watch if theirs => "ask for the rollouts-reader role".into(),
+        Verb::Patch if theirs => "ask for the rollouts-writer role".into(),
         _ => format!("ask for a role that allows {verb} on {resource}"),
     }
 }
@@ -131,6 +163,8 @@ pub fn explain(error: kube::Error, request: Request<'_>) -> anyhow::Error {
             anyhow!("unauthorized: the cluster did not accept the kubeconfig's credentials")
         }
         kube::Error::Api(status) => anyhow!("{verb} {resource} {scope}: {}", status.message),
+        // The apiserver answered with an object of another shape (e.g. written by another tool).
+        kube::Error::SerdeError(error) => anyhow!("{verb} {resource} {scope}: unexpected content: {error}"),
         other => anyhow!("cannot reach the cluster: {}", error_chain(other)),
     }
 }
@@ -166,7 +200,7 @@ where
 }
 
 impl Cluster {
-    pub fn rollouts(&self) -> Api<Rollout> {
+    pub fn api<K: Object>(&self) -> Api<K> {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
@@ -174,24 +208,41 @@ impl Cluster {
         Request::new(verb, resource, name, Some(&self.namespace))
     }
 
-    /// The rollout `name`; when missing, says so and suggests a similar name.
-    pub async fn rollout(&self, name: &str) -> Result<Rollout> {
-        let api = self.rollouts();
+    /// The object `name`; when missing, says so and suggests a similar name.
+    pub async fn get<K: Object>(&self, name: &str) -> Result<K> {
+        let api = self.api::<K>();
         match api.get(name).await {
-            Ok(rollout) => Ok(rollout),
+            Ok(object) => Ok(object),
             Err(error) if status_code(&error) == Some(404) => {
-                let mut message = format!("rollout \"{name}\" not found in namespace \"{}\"", self.namespace);
+                let kind = K::kind(&()).to_lowercase();
+                let mut message = format!("{kind} \"{name}\" not found in namespace \"{}\"", self.namespace);
                 // Listing may be forbidden too: then there is simply no suggestion.
                 if let Ok(list) = api.list(&ListParams::default()).await {
-                    let names: Vec<String> = list.items.iter().map(|r| r.name_any()).collect();
+                    let names: Vec<String> = list.items.iter().map(|o| o.name_any()).collect();
                     if let Some(similar) = closest(name, &names) {
                         message.push_str(&format!("; did you mean \"{similar}\"?"));
                     }
                 }
                 Err(anyhow!(message))
             }
-            Err(error) => Err(explain(error, self.request(Verb::Get, "rollouts", Some(name)))),
+            Err(error) => Err(explain(error, self.request(Verb::Get, &resource_of::<K>(), Some(name)))),
         }
+    }
+
+    pub async fn rollout(&self, name: &str) -> Result<Rollout> {
+        self.get(name).await
+    }
+
+    /// Every `K` in the namespace, or in all namespaces.
+    pub async fn list<K: Object>(&self, all_namespaces: bool) -> Result<Vec<K>> {
+        let namespace = (!all_namespaces).then_some(self.namespace.as_str());
+        let api: Api<K> = match namespace {
+            Some(namespace) => Api::namespaced(self.client.clone(), namespace),
+            None => Api::all(self.client.clone()),
+        };
+        let resource = resource_of::<K>();
+        let request = Request::new(Verb::List, &resource, None, namespace);
+        Ok(api.list(&ListParams::default()).await.map_err(|error| explain(error, request))?.items)
     }
 
     /// The rollout's ReplicaSets and pods, as far as the user may list them.
@@ -251,6 +302,8 @@ mod tests {
             explain(api_error(403), get).to_string(),
             "forbidden: you can't get rollouts in namespace \"ns\"; ask for the rollouts-reader role"
         );
+        let terminate = Request::new(Verb::Patch, "analysisruns", Some("web-1"), Some("ns"));
+        assert!(explain(api_error(403), terminate).to_string().ends_with("ask for the rollouts-writer role"));
         let list_all = Request::new(Verb::List, "rollouts", None, None);
         assert!(explain(api_error(403), list_all).to_string().contains("list rollouts in all namespaces"));
         let update = Request::new(Verb::Update, "deployments", Some("web"), Some("ns"));

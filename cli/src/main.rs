@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::error::ErrorKind;
-use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kubectl_rollouts::client::{Cluster, Target, connect};
 use kubectl_rollouts::commands::{self, OutputFormat, Screen};
@@ -52,22 +52,31 @@ struct WatchFlag {
     watch: bool,
 }
 
+/// The kinds `get` and `list` show, by the names kubectl knows them by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Kind {
+    #[value(aliases = ["rollout", "ro"])]
+    Rollouts,
+    #[value(aliases = ["analysisrun", "ar"])]
+    Analysisruns,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// List rollouts: `list [rollouts] [-A]`.
+    /// List rollouts or analysis runs: `list [rollouts|analysisruns] [-A]`.
     List {
-        /// Optional, for Argo compatibility.
-        #[arg(value_parser = ["rollouts", "rollout", "ro"])]
-        kind: Option<String>,
-        /// List rollouts in every namespace.
+        /// What to list (default: rollouts).
+        #[arg(value_enum)]
+        kind: Option<Kind>,
+        /// List in every namespace.
         #[arg(short = 'A', long)]
         all_namespaces: bool,
         #[arg(short, long, value_enum)]
         output: Option<OutputFormat>,
     },
-    /// Show a rollout, its ReplicaSets and pods: `get [rollout] NAME`.
+    /// Show a rollout with its ReplicaSets and pods, or an analysis run: `get [rollout|analysisrun] NAME`.
     Get {
-        /// NAME, or `rollout NAME`.
+        /// NAME, `rollout NAME` or `analysisrun NAME`.
         #[arg(value_name = "NAME", num_args = 1..=2, required = true)]
         words: Vec<String>,
         #[command(flatten)]
@@ -121,6 +130,16 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         to_revision: u64,
     },
+    /// Stop an analysis run: `terminate analysisrun NAME`.
+    #[command(subcommand)]
+    Terminate(TerminateCommand),
+}
+
+#[derive(Subcommand)]
+enum TerminateCommand {
+    /// No more measurements: the run ends (spec.terminate).
+    #[command(name = "analysisrun", alias = "ar")]
+    AnalysisRun { name: String },
 }
 
 #[derive(Subcommand)]
@@ -147,28 +166,52 @@ fn container_image(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// The kind and name in `NAME` (a rollout) or `KIND NAME`; anything else is a usage error.
+fn get_target(words: &[String]) -> (Kind, String) {
+    let target = match words {
+        [name] => Some((Kind::Rollouts, name.clone())),
+        [kind, name] => Kind::from_str(kind, false).ok().map(|kind| (kind, name.clone())),
+        _ => None,
+    };
+    target.unwrap_or_else(|| usage_error("expected NAME, `rollout NAME` or `analysisrun NAME`"))
+}
+
 /// The name in `NAME` or `rollout NAME`; anything else is a usage error.
 fn rollout_name(words: &[String]) -> String {
     match words {
         [name] => name.clone(),
-        [kind, name] if matches!(kind.as_str(), "rollout" | "rollouts" | "ro") => name.clone(),
-        _ => Cli::command().error(ErrorKind::InvalidValue, "expected NAME or `rollout NAME`").exit(),
+        [kind, name] if Kind::from_str(kind, false) == Ok(Kind::Rollouts) => name.clone(),
+        _ => usage_error("expected NAME or `rollout NAME`"),
     }
+}
+
+fn usage_error(message: &str) -> ! {
+    Cli::command().error(ErrorKind::InvalidValue, message).exit()
 }
 
 /// Usage errors are reported before connecting, so they never wait on the cluster.
 fn check_usage(command: &Command) {
-    if let Command::Get { words, .. } | Command::Retry { words } = command {
-        rollout_name(words);
+    match command {
+        Command::Get { words, .. } => _ = get_target(words),
+        Command::Retry { words } => _ = rollout_name(words),
+        _ => {}
     }
 }
 
 async fn run(command: Command, cluster: &Cluster, screen: Screen) -> Result<()> {
     match command {
-        Command::List { all_namespaces, output, .. } => commands::list(cluster, all_namespaces, output, screen).await,
-        Command::Get { words, watch, timeout, output } => {
-            commands::get(cluster, &rollout_name(&words), output, watch.watch, timeout, screen).await
+        Command::List { kind: None | Some(Kind::Rollouts), all_namespaces, output } => {
+            commands::list(cluster, all_namespaces, output, screen).await
         }
+        Command::List { kind: Some(Kind::Analysisruns), all_namespaces, output } => {
+            commands::list_analysis_runs(cluster, all_namespaces, output, screen).await
+        }
+        Command::Get { words, watch, timeout, output } => match get_target(&words) {
+            (Kind::Rollouts, name) => commands::get(cluster, &name, output, watch.watch, timeout, screen).await,
+            (Kind::Analysisruns, name) => {
+                commands::get_analysis_run(cluster, &name, output, watch.watch, timeout, screen).await
+            }
+        },
         Command::Status { name, watch, timeout } => commands::status(cluster, &name, watch.watch, timeout).await,
         Command::Promote { name, full } => commands::promote(cluster, &name, full).await,
         Command::Pause { name } => commands::pause(cluster, &name).await,
@@ -180,6 +223,9 @@ async fn run(command: Command, cluster: &Cluster, screen: Screen) -> Result<()> 
             commands::set_image(cluster, &name, &container, &image).await
         }
         Command::Undo { name, to_revision } => commands::undo(cluster, &name, to_revision).await,
+        Command::Terminate(TerminateCommand::AnalysisRun { name }) => {
+            commands::terminate_analysis_run(cluster, &name).await
+        }
     }
 }
 
@@ -233,5 +279,24 @@ mod tests {
         let cli = Cli::try_parse_from(["kubectl-rollouts", "retry", "rollout", "web"]);
         assert!(cli.is_ok_and(|cli| matches!(cli.command, Command::Retry { words } if words == ["rollout", "web"])));
         assert!(Cli::try_parse_from(["kubectl-rollouts", "list", "deployments"]).is_err());
+    }
+
+    #[test]
+    fn analysis_runs_go_by_kubectl_s_names() {
+        let words = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        assert_eq!(get_target(&words(&["web"])), (Kind::Rollouts, "web".to_string()));
+        assert_eq!(get_target(&words(&["ro", "web"])), (Kind::Rollouts, "web".to_string()));
+        for kind in ["analysisrun", "analysisruns", "ar"] {
+            assert_eq!(get_target(&words(&[kind, "web-1"])), (Kind::Analysisruns, "web-1".to_string()));
+        }
+        for kind in ["analysisruns", "analysisrun", "ar"] {
+            let cli = Cli::try_parse_from(["kubectl-rollouts", "list", kind, "-A"]);
+            assert!(cli.is_ok_and(|cli| matches!(cli.command, Command::List { kind: Some(Kind::Analysisruns), .. })));
+        }
+        let cli = Cli::try_parse_from(["kubectl-rollouts", "terminate", "ar", "web-1"]);
+        assert!(cli.is_ok_and(
+            |cli| matches!(cli.command, Command::Terminate(TerminateCommand::AnalysisRun { name }) if name == "web-1")
+        ));
+        assert!(Cli::try_parse_from(["kubectl-rollouts", "terminate", "web-1"]).is_err());
     }
 }

@@ -63,6 +63,11 @@ pub fn retry() -> Value {
     json!({"status": {"abort": false}})
 }
 
+/// `terminate analysisrun`: the run takes no more measurements and ends.
+pub fn terminate() -> Value {
+    json!({"spec": {"terminate": true}})
+}
+
 /// `restart`: pods created before `now + delay` (whole seconds, UTC) are replaced.
 pub fn restart(now: Timestamp, delay_seconds: u64) -> Result<Value> {
     let delay = i64::try_from(delay_seconds).context("the restart delay is too long")?;
@@ -214,6 +219,7 @@ status:
         assert_eq!(resume(), json!({"spec": {"paused": false}}));
         assert_eq!(abort(), json!({"status": {"abort": true}}));
         assert_eq!(retry(), json!({"status": {"abort": false}}));
+        assert_eq!(terminate(), json!({"spec": {"terminate": true}}));
     }
 
     #[test]

@@ -1,96 +1,21 @@
 //! The plugin end to end: each test gets a namespace and a controller, then does everything a
 //! person would through the `kubectl-rollouts` binary.
 
-use std::path::PathBuf;
-use std::process::Stdio;
+mod support;
+
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use e2e::{TestNamespace, User, kubeconfig_path, poll_until, read_repo_file};
+use e2e::{TestNamespace, User, poll_until, read_repo_file};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::ResourceExt;
 use rollouts_controller::api::Rollout;
+use support::{Plugin, assert_line};
 use tokio::io::AsyncReadExt;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 
-/// What one run of the plugin printed.
-#[derive(Debug)]
-struct Run {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// The plugin, as one user, in one namespace.
-struct Plugin {
-    kubeconfig: PathBuf,
-    namespace: String,
-}
-
 impl Plugin {
-    fn admin(ns: &TestNamespace) -> Self {
-        Plugin { kubeconfig: kubeconfig_path(), namespace: ns.name.clone() }
-    }
-
-    fn user(ns: &TestNamespace, user: User) -> Self {
-        Plugin { kubeconfig: user.kubeconfig(), namespace: ns.name.clone() }
-    }
-
-    fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-rollouts"));
-        command
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(["-n", &self.namespace])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        command
-    }
-
-    async fn run(&self, args: &[&str]) -> Result<Run> {
-        let output = self.command(args).output().await.context("starting kubectl-rollouts")?;
-        Ok(Run {
-            success: output.status.success(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        })
-    }
-
-    /// Runs and fails unless the plugin exits with 0; returns its stdout.
-    async fn ok(&self, args: &[&str]) -> Result<String> {
-        let run = self.run(args).await?;
-        if !run.success {
-            bail!("kubectl-rollouts {} failed:\n{}{}", args.join(" "), run.stdout, run.stderr);
-        }
-        Ok(run.stdout)
-    }
-
-    /// Runs and fails unless the plugin exits non-zero; returns what it printed on stderr.
-    async fn fails(&self, args: &[&str]) -> Result<String> {
-        let run = self.run(args).await?;
-        if run.success {
-            bail!("kubectl-rollouts {} succeeded but should have failed:\n{}", args.join(" "), run.stdout);
-        }
-        Ok(run.stderr)
-    }
-
-    /// [`Plugin::ok`], retried for a while: new RBAC bindings take a moment to apply.
-    async fn eventually_ok(&self, args: &[&str]) -> Result<String> {
-        let outcome = poll_until(Duration::from_secs(20), || async {
-            let run = self.run(args).await?;
-            Ok(run.success.then_some(run.stdout))
-        })
-        .await;
-        match outcome {
-            Ok(stdout) => Ok(stdout),
-            Err(_) => self.ok(args).await,
-        }
-    }
-
     async fn rollout(&self, name: &str) -> Result<Rollout> {
         Ok(serde_json::from_str(&self.ok(&["get", name, "-o", "json"]).await?)?)
     }
@@ -132,11 +57,6 @@ impl Plugin {
         ensure!(out.lines().last() == Some("Healthy"), "status --watch ended without Healthy:\n{out}");
         Ok(())
     }
-}
-
-/// Asserts that `text` has a line that, trimmed at the end, equals `line`.
-fn assert_line(text: &str, line: &str) {
-    assert!(text.lines().any(|l| l.trim_end() == line), "no line {line:?} in:\n{text}");
 }
 
 /// Names of the pods in `get`'s tree.

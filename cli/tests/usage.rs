@@ -21,6 +21,10 @@ fn an_invalid_argument_shows_usage() {
 
     let output = plugin(&["get", "deployment", "web"]);
     assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("expected NAME, `rollout NAME` or `analysisrun NAME`"));
+
+    let output = plugin(&["retry", "analysisrun", "web"]);
+    assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("expected NAME or `rollout NAME`"));
 }
 
@@ -29,7 +33,9 @@ fn help_lists_every_command() {
     let output = plugin(&["--help"]);
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for command in ["list", "get", "status", "promote", "pause", "resume", "abort", "retry", "restart", "set", "undo"] {
+    for command in
+        ["list", "get", "status", "promote", "pause", "resume", "abort", "retry", "restart", "set", "undo", "terminate"]
+    {
         assert!(help.lines().any(|line| line.trim_start().starts_with(command)), "{command} missing from:\n{help}");
     }
 }

@@ -1,13 +1,18 @@
 //! The commands: each reads or writes the cluster, then prints one result.
 
+mod analysis_run;
 mod operate;
 mod rollback;
 mod set_image;
+mod terminate;
 mod view;
+mod watch;
 
+pub use analysis_run::{get_analysis_run, list_analysis_runs};
 pub use operate::{abort, pause, promote, restart, resume, retry};
 pub use rollback::undo;
 pub use set_image::set_image;
+pub use terminate::terminate_analysis_run;
 pub use view::{OutputFormat, Screen, get, list, status};
 
 use std::io::Write;

@@ -9,9 +9,9 @@ use super::{Style, go_duration, phase_badge};
 use crate::family::Family;
 
 /// Label column of the summary: wide enough for `  ActualWeight:`.
-const LABEL_WIDTH: usize = 17;
+pub(super) const LABEL_WIDTH: usize = 17;
 
-fn field(out: &mut String, label: &str, value: &str) {
+pub(super) fn field(out: &mut String, label: &str, value: &str) {
     out.push_str(&format!("{:<LABEL_WIDTH$}{value}\n", format!("{label}:")));
 }
 

@@ -1,14 +1,19 @@
 //! Text for people, as pure functions of objects and an injected `now`: no I/O, no clock, so
 //! every screen can be snapshot-tested.
 
+mod analysis;
 mod get;
 mod list;
 mod summary;
 mod tree;
 
+pub use analysis::{render_analysis_run, render_analysis_runs};
 pub use get::render_get;
 pub use list::render_list;
 pub use summary::{PauseState, ReplicaCounts, Summary};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
 
 use crate::phase::{Phase, PhaseInfo};
 
@@ -178,6 +183,16 @@ fn age(seconds: i64) -> String {
         s if s < 8 * 86_400 => format!("{days}d{}h", hours % 24),
         _ => format!("{days}d"),
     }
+}
+
+/// How long ago `meta`'s object was created.
+fn age_of(meta: &ObjectMeta, now: Timestamp) -> String {
+    meta.creation_timestamp.as_ref().map_or_else(String::new, |Time(created)| since(created, now))
+}
+
+/// The age of something that happened at `then`.
+fn since(then: &Timestamp, now: Timestamp) -> String {
+    age(now.as_second() - then.as_second())
 }
 
 #[cfg(test)]

@@ -4,13 +4,12 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use rollouts_controller::api::{Rollout, SCALE_DOWN_DEADLINE_ANNOTATION};
 
 use super::summary::Summary;
-use super::{Health, Style, age, go_duration, phase_badge, table};
+use super::{Health, Style, age_of, go_duration, phase_badge, table};
 use crate::family::{Family, Visible, revision_of, tag_of};
 
 struct Row {
@@ -24,12 +23,6 @@ struct Row {
 /// Tree drawing: the connector before a node and the indent under it.
 fn branch(last: bool) -> (&'static str, &'static str) {
     if last { ("└──", "   ") } else { ("├──", "│  ") }
-}
-
-fn age_of(meta: &ObjectMeta, now: Timestamp) -> String {
-    meta.creation_timestamp
-        .as_ref()
-        .map_or_else(String::new, |Time(created)| age(now.as_second() - created.as_second()))
 }
 
 pub fn render_tree(rollout: &Rollout, summary: &Summary, family: &Family, now: Timestamp, style: Style) -> String {
