@@ -3,7 +3,8 @@
 //! N Rollouts (default 1000), each with a workloadRef Deployment of 2 replicas, stable and canary
 //! Services and a VirtualService, steps setWeight 20 / pause 10s / setWeight 50 / pause 10s /
 //! setWeight 100. The controller runs as a separate (release) process; the phases are create,
-//! idle, roll and restart. Figures are printed and written to target/bench/results.{md,json};
+//! idle, roll, restart, and analysis (as many AnalysisRuns as Rollouts, against a real
+//! Prometheus; `analysis.rs`). Figures are printed and written to target/bench/results.{md,json};
 //! missed targets are listed, but they don't fail the run.
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +27,8 @@ use rollouts_controller::api::{POD_TEMPLATE_HASH_LABEL, Rollout};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
+mod analysis;
+
 const NAMESPACE: &str = "bench";
 const PAUSE: Duration = Duration::from_secs(10);
 /// A VirtualService no Rollout uses: the bench writes it through the roll to see how long any
@@ -39,6 +42,8 @@ struct Args {
     idle: Duration,
     settle_seconds: u64,
     binary: PathBuf,
+    analysis_runs: Option<usize>,
+    analysis_window: Duration,
 }
 
 fn args() -> Result<Args> {
@@ -47,6 +52,8 @@ fn args() -> Result<Args> {
         idle: Duration::from_secs(300),
         settle_seconds: 2,
         binary: repo_root().join("target/release/rollouts-controller"),
+        analysis_runs: None,
+        analysis_window: Duration::from_secs(60),
     };
     let mut words = std::env::args().skip(1);
     while let Some(flag) = words.next() {
@@ -56,9 +63,11 @@ fn args() -> Result<Args> {
             "--idle-seconds" => parsed.idle = Duration::from_secs(value.parse()?),
             "--settle-seconds" => parsed.settle_seconds = value.parse()?,
             "--controller" => parsed.binary = value.into(),
-            other => {
-                bail!("unknown flag {other}; use --rollouts N --idle-seconds S --settle-seconds S --controller PATH")
-            }
+            "--analysis-runs" => parsed.analysis_runs = Some(value.parse()?),
+            "--analysis-seconds" => parsed.analysis_window = Duration::from_secs(value.parse()?),
+            other => bail!(
+                "unknown flag {other}; use --rollouts N --idle-seconds S --settle-seconds S --controller PATH --analysis-runs N --analysis-seconds S"
+            ),
         }
     }
     Ok(parsed)
@@ -251,14 +260,26 @@ impl Controller {
 
     /// The controller's counters: API requests by verb, and writes.
     async fn requests(&self) -> Result<BTreeMap<String, f64>> {
+        self.requests_by(&["verb"]).await
+    }
+
+    /// API requests by verb and resource, e.g. `patch analysisruns`.
+    async fn requests_by_resource(&self) -> Result<BTreeMap<String, f64>> {
+        self.requests_by(&["verb", "resource"]).await
+    }
+
+    async fn requests_by(&self, labels: &[&str]) -> Result<BTreeMap<String, f64>> {
         let (_, text) = http_get(self.admin, "/metrics").await?;
-        let mut by_verb = BTreeMap::new();
+        let mut counts = BTreeMap::new();
         for line in text.lines().filter(|l| l.starts_with("rollouts_controller_api_requests_total{")) {
-            let verb = line.split("verb=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("?");
+            let label = |name: &str| {
+                line.split(&format!("{name}=\"")).nth(1).and_then(|r| r.split('"').next()).unwrap_or("?").to_string()
+            };
+            let key = labels.iter().map(|name| label(name)).collect::<Vec<_>>().join(" ");
             let value: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
-            *by_verb.entry(verb.to_string()).or_insert(0.0) += value;
+            *counts.entry(key).or_insert(0.0) += value;
         }
-        Ok(by_verb)
+        Ok(counts)
     }
 }
 
@@ -751,6 +772,10 @@ async fn main() -> Result<()> {
         .count();
     println!("bench: restarted, ready after {restart_ready:?}; {moved_back} Rollouts moved");
 
+    // ---- analysis ----
+    let runs = args.analysis_runs.unwrap_or(n);
+    let analysis_rows = analysis::phase(&client, &controller, runs, args.analysis_window).await?;
+
     // ---- binary size ----
     let stripped = repo_root().join("target/bench/rollouts-controller.stripped");
     std::fs::copy(&args.binary, &stripped)?;
@@ -778,7 +803,7 @@ async fn main() -> Result<()> {
     let idle_writes = writes(&idle_requests);
     let idle_core = idle_cpu / args.idle.as_secs_f64();
     let ratio_p99 = percentile(&over_floor, 99.0);
-    let rows = vec![
+    let mut rows = vec![
         row("Rollouts", n.to_string(), "", None),
         row(
             "RSS steady (idle median)",
@@ -872,6 +897,7 @@ async fn main() -> Result<()> {
             Some(binary_size as f64 <= 30e6),
         ),
     ];
+    rows.extend(analysis_rows);
     report(&rows, n)?;
     Ok(())
 }
