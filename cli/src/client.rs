@@ -85,6 +85,7 @@ pub async fn connect(target: &Target) -> Result<Cluster> {
 pub enum Verb {
     Get,
     List,
+    Create,
     Watch,
     Patch,
     Update,
@@ -95,6 +96,7 @@ impl fmt::Display for Verb {
         f.write_str(match self {
             Verb::Get => "get",
             Verb::List => "list",
+            Verb::Create => "create",
             Verb::Watch => "watch",
             Verb::Patch => "patch",
             Verb::Update => "update",
@@ -131,7 +133,7 @@ fn role_hint(verb: Verb, resource: &str) -> String {
     let theirs = matches!(resource, "rollouts" | "analysisruns");
     match verb {
         Verb::Get | Verb::List | Verb::Watch if theirs => "ask for the rollouts-reader role".into(),
-        Verb::Patch if theirs => "ask for the rollouts-writer role".into(),
+        Verb::Patch | Verb::Create if theirs => "ask for the rollouts-writer role".into(),
         _ => format!("ask for a role that allows {verb} on {resource}"),
     }
 }

@@ -133,6 +133,33 @@ enum Command {
     /// Stop an analysis run: `terminate analysisrun NAME`.
     #[command(subcommand)]
     Terminate(TerminateCommand),
+    /// Start an analysis run from a template: `create analysisrun --from TEMPLATE -a NAME=VALUE`.
+    #[command(subcommand)]
+    Create(CreateCommand),
+}
+
+#[derive(Subcommand)]
+enum CreateCommand {
+    /// An AnalysisRun with the metrics of a template and those it includes.
+    #[command(name = "analysisrun", alias = "ar")]
+    AnalysisRun {
+        /// The AnalysisTemplate (in the namespace) to make it from.
+        #[arg(long, required_unless_present = "from_global", conflicts_with = "from_global")]
+        from: Option<String>,
+        /// The ClusterAnalysisTemplate to make it from.
+        #[arg(long)]
+        from_global: Option<String>,
+        /// The run's name (default: the template's name and a random suffix).
+        #[arg(long)]
+        name: Option<String>,
+        /// A value for an argument of the template: NAME=VALUE (repeatable).
+        #[arg(short = 'a', long = "argument", value_name = "NAME=VALUE", value_parser = argument)]
+        arguments: Vec<(String, String)>,
+    },
+}
+
+fn argument(text: &str) -> Result<(String, String), String> {
+    key_value(text, "NAME=VALUE")
 }
 
 #[derive(Subcommand)]
@@ -157,13 +184,19 @@ fn duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("\"{text}\" is not a duration (e.g. 30s, 5m, 1h30m)"))
 }
 
-fn container_image(text: &str) -> Result<(String, String), String> {
+/// `KEY=VALUE`, as `shape` names it; the key may not be empty.
+fn key_value(text: &str, shape: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
-        Some((container, image)) if !container.is_empty() && !image.is_empty() => {
-            Ok((container.to_string(), image.to_string()))
-        }
-        _ => Err(format!("expected CONTAINER=IMAGE, got \"{text}\"")),
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("expected {shape}, got \"{text}\"")),
     }
+}
+
+fn container_image(text: &str) -> Result<(String, String), String> {
+    key_value(text, "CONTAINER=IMAGE").and_then(|(container, image)| match image.is_empty() {
+        true => Err(format!("expected CONTAINER=IMAGE, got \"{text}\"")),
+        false => Ok((container, image)),
+    })
 }
 
 /// The kind and name in `NAME` (a rollout) or `KIND NAME`; anything else is a usage error.
@@ -225,6 +258,14 @@ async fn run(command: Command, cluster: &Cluster, screen: Screen) -> Result<()> 
         Command::Undo { name, to_revision } => commands::undo(cluster, &name, to_revision).await,
         Command::Terminate(TerminateCommand::AnalysisRun { name }) => {
             commands::terminate_analysis_run(cluster, &name).await
+        }
+        Command::Create(CreateCommand::AnalysisRun { from, from_global, name, arguments }) => {
+            let from = match (from, from_global) {
+                (_, Some(global)) => (true, global),
+                (Some(local), None) => (false, local),
+                (None, None) => usage_error("give --from TEMPLATE or --from-global TEMPLATE"),
+            };
+            commands::create_analysis_run(cluster, from, name, arguments).await
         }
     }
 }
@@ -298,5 +339,14 @@ mod tests {
             |cli| matches!(cli.command, Command::Terminate(TerminateCommand::AnalysisRun { name }) if name == "web-1")
         ));
         assert!(Cli::try_parse_from(["kubectl-rollouts", "terminate", "web-1"]).is_err());
+        let cli = Cli::try_parse_from(["kubectl-rollouts", "create", "ar", "--from", "t", "-a", "svc=web", "-a", "x="]);
+        assert!(cli.is_ok_and(|cli| matches!(&cli.command,
+            Command::Create(CreateCommand::AnalysisRun { from: Some(from), arguments, .. })
+                if from == "t" && arguments == &[("svc".to_string(), "web".to_string()), ("x".to_string(), String::new())])));
+        assert!(
+            Cli::try_parse_from(["kubectl-rollouts", "create", "ar", "-a", "svc=web"]).is_err(),
+            "--from is required"
+        );
+        assert!(Cli::try_parse_from(["kubectl-rollouts", "create", "ar", "--from", "t", "-a", "=web"]).is_err());
     }
 }

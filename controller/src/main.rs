@@ -72,6 +72,11 @@ struct RunFlags {
     /// 0.64 s at 64).
     #[arg(long, env = "ROLLOUTS_CONCURRENCY", default_value_t = 64)]
     concurrency: u16,
+    /// AnalysisRuns reconciled at the same time. A measurement waits on its provider and then on
+    /// the status write: at 1,000 runs measuring every 10 s, 64 left measurements queueing
+    /// (lateness p99 1.8 s).
+    #[arg(long, env = "ROLLOUTS_ANALYSIS_CONCURRENCY", default_value_t = 128)]
+    analysis_concurrency: u16,
     /// Log format.
     #[arg(long, env = "ROLLOUTS_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -176,6 +181,7 @@ async fn run(flags: RunFlags) -> anyhow::Result<()> {
         },
         admin_address: Some(flags.admin_address),
         concurrency: flags.concurrency.max(1),
+        analysis_concurrency: flags.analysis_concurrency.max(1),
         instance_name: identity,
         rate_limit: (flags.qps > 0.0).then_some(RateLimit { qps: flags.qps, burst: flags.burst.max(1) }),
         leader_election,

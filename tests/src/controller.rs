@@ -72,6 +72,7 @@ impl TestNamespace {
             },
             admin_address: Some(admin),
             concurrency: 4,
+            analysis_concurrency: 4,
             instance_name: format!("e2e-{}", self.name),
             rate_limit: None,
             leader_election: None,

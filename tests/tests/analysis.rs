@@ -89,7 +89,7 @@ async fn prometheus_runs_succeed_fail_and_go_inconclusive_on_what_the_canary_mea
     // per measurement.
     assert_eq!(good.metadata.generation, Some(3), "one status write per measurement");
     assert_eq!(result.measurements[0].value.as_deref(), Some("[0.999]"));
-    assert_eq!(result.measurements[0].metadata["ResolvedPrometheusQuery"], r#"success_rate{service="good"}"#);
+    assert_eq!(result.metadata["ResolvedPrometheusQuery"], r#"success_rate{service="good"}"#);
 
     let bad = completed(&ns, "bad").await?;
     assert_eq!(phase(&bad), AnalysisPhase::Failed);
@@ -145,6 +145,10 @@ async fn a_run_keeps_going_through_a_prometheus_outage_and_errors_after_too_many
     let mut prometheus = Prometheus::start().await?;
     prometheus.set("success_rate", 1.0).await?;
     let _controller = ns.start_controller().await?;
+    // A Prometheus that never answers (nothing listens on the port): with the default
+    // consecutiveErrorLimit (4), the fifth error in a row ends the run in Error, 10 s apart.
+    let nowhere = format!("http://{}", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?);
+    ns.apply(&prometheus_run("down", &nowhere, "success_rate", "successCondition: result[0] >= 0.99")).await?;
     let fields = "interval: 2s\n    count: 3\n    successCondition: result[0] >= 0.99";
     ns.apply(&prometheus_run("outage", &prometheus.url(), "success_rate", fields)).await?;
     ns.wait_for::<AnalysisRun>("outage", "a first measurement", TIMEOUT, |run| {
@@ -169,13 +173,16 @@ async fn a_run_keeps_going_through_a_prometheus_outage_and_errors_after_too_many
     assert_eq!(result.count, 3, "errors don't use up the count");
     assert!(result.error >= 1 && result.consecutive_error == 0);
 
-    // With Prometheus gone for good, the run ends in Error after consecutiveErrorLimit + 1.
-    prometheus.stop().await;
-    let fields = "consecutiveErrorLimit: 1\n    successCondition: result[0] >= 0.99";
-    ns.apply(&prometheus_run("down", &prometheus.url(), "success_rate", fields)).await?;
     let down = completed(&ns, "down").await?;
     assert_eq!(phase(&down), AnalysisPhase::Error);
-    assert!(message(&down).contains("consecutiveErrors (2) > consecutiveErrorLimit (1)"), "{}", message(&down));
+    assert!(message(&down).contains("consecutiveErrors (5) > consecutiveErrorLimit (4)"), "{}", message(&down));
+    let result = &down.status.as_ref().unwrap().metric_results[0];
+    assert_eq!((result.error, result.count), (5, 0));
+    let times: Vec<_> = result.measurements.iter().filter_map(|m| m.started_at.as_ref().map(|t| t.0)).collect();
+    for pair in times.windows(2) {
+        let gap = pair[1].duration_since(pair[0]).as_secs_f64();
+        assert!((10.0..11.0).contains(&gap), "errors are retried 10 s apart: {gap} s");
+    }
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! The commands: each reads or writes the cluster, then prints one result.
 
 mod analysis_run;
+mod create;
 mod operate;
 mod rollback;
 mod set_image;
@@ -9,6 +10,7 @@ mod view;
 mod watch;
 
 pub use analysis_run::{get_analysis_run, list_analysis_runs};
+pub use create::create_analysis_run;
 pub use operate::{abort, pause, promote, restart, resume, retry};
 pub use rollback::undo;
 pub use set_image::set_image;

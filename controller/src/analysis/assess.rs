@@ -8,11 +8,18 @@ use super::metric::{Count, Prepared};
 use crate::api::{AnalysisPhase, AnalysisRunStatus, Measurement, MetricResult, RunSummary};
 use crate::plan::Event;
 
+/// Metadata of a Prometheus measurement: the query after its arguments were filled in.
+pub const RESOLVED_QUERY: &str = "ResolvedPrometheusQuery";
+
 /// Adds `measurement` to `result` (replacing the in-flight one it finishes), updates the
 /// counters when it is finished, and keeps the newest `retention` measurements.
-pub fn record(result: &mut MetricResult, measurement: Measurement, finishes_in_flight: bool, retention: usize) {
+pub fn record(result: &mut MetricResult, mut measurement: Measurement, finishes_in_flight: bool, retention: usize) {
     if finishes_in_flight {
         result.measurements.pop();
+    }
+    // The resolved query is the metric's, as upstream keeps it: once, not in every measurement.
+    if let Some(query) = measurement.metadata.remove(RESOLVED_QUERY) {
+        result.metadata.insert(RESOLVED_QUERY.into(), query);
     }
     if measurement.finished_at.is_some() {
         let counted = measurement.phase != AnalysisPhase::Error;

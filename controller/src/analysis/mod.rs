@@ -15,6 +15,7 @@ pub mod plan;
 pub mod providers;
 pub mod reconcile;
 pub mod schedule;
+pub mod templates;
 
 #[cfg(test)]
 mod tests;

@@ -90,6 +90,8 @@ pub async fn reconcile(cached: Arc<AnalysisRun>, analysis: Arc<Analysis>) -> Res
     let now = Timestamp::now();
     let requeue_at = match plan::start(&run, now) {
         Start::Completed { expires_at } => {
+            // Known after a restart too, though nothing is written.
+            record_metrics(&analysis, &run, run.status.as_ref().unwrap_or(&AnalysisRunStatus::default()));
             if expires_at.is_some_and(|at| at <= now) {
                 let api: Api<AnalysisRun> = Api::namespaced(analysis.ctx.client.clone(), &namespace);
                 api.delete(&name, &DeleteParams::background()).await?;
@@ -210,6 +212,12 @@ async fn finish_run(analysis: &Analysis, run: &AnalysisRun, finished: Finished) 
     }
     analysis.write_status(run, &status).await?;
     analysis.ctx.events.publish(run, &events);
+    record_metrics(analysis, run, &status);
+    Ok(requeue_at)
+}
+
+/// The run's phase and its metrics' phases, for `analysis_run_info` and `analysis_run_metric_phase`.
+fn record_metrics(analysis: &Analysis, run: &AnalysisRun, status: &AnalysisRunStatus) {
     let providers: BTreeMap<&str, String> = run
         .spec
         .metrics
@@ -227,7 +235,6 @@ async fn finish_run(analysis: &Analysis, run: &AnalysisRun, finished: Finished) 
         .collect();
     let (namespace, name) = key(run);
     analysis.ctx.metrics.analysis.run(&namespace, &name, status.phase, &states);
-    Ok(requeue_at)
 }
 
 /// Transient failures retry with exponential backoff per run: 0.5 s, 1 s, 2 s ... 5 min.

@@ -35,7 +35,7 @@ pub async fn run(analysis: Arc<Analysis>, options: &Options, mut stopping: watch
         let _ = stopping.wait_for(|stop| *stop).await;
     };
     Controller::for_stream(stream, reader)
-        .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency))
+        .with_config(kube::runtime::controller::Config::default().concurrency(options.analysis_concurrency))
         .graceful_shutdown_on(graceful)
         .run(reconcile::reconcile, reconcile::error_policy, analysis)
         .for_each(|_| futures::future::ready(()))

@@ -41,6 +41,8 @@ pub struct Options {
     pub admin_address: Option<SocketAddr>,
     /// Rollouts reconciled at once.
     pub concurrency: u16,
+    /// AnalysisRuns reconciled at once.
+    pub analysis_concurrency: u16,
     /// Names this process in Events (reportingInstance) and in the leader Lease.
     pub instance_name: String,
     /// Client-side limit of API requests.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::Value as Json;
 
 use super::{Answer, describe, timeout};
+use crate::analysis::assess::RESOLVED_QUERY;
 use crate::analysis::condition::Value;
 use crate::api::PrometheusMetric;
 
@@ -47,7 +48,7 @@ pub async fn query(http: &reqwest::Client, metric: &PrometheusMetric) -> Result<
         let error = body.get("error").and_then(Json::as_str).unwrap_or("no error message");
         return Err(format!("Prometheus answered {status}: {kind}: {error}"));
     }
-    let mut metadata = BTreeMap::from([("ResolvedPrometheusQuery".to_string(), metric.query.clone())]);
+    let mut metadata = BTreeMap::from([(RESOLVED_QUERY.to_string(), metric.query.clone())]);
     if let Some(warnings) = body.get("warnings").and_then(Json::as_array).filter(|w| !w.is_empty()) {
         metadata.insert("warnings".into(), Json::Array(warnings.clone()).to_string());
     }
