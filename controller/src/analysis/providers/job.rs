@@ -177,3 +177,28 @@ pub async fn delete_all(client: &kube::Client, run: &AnalysisRun) -> Result<(), 
 pub fn uses_jobs(run: &AnalysisRun) -> bool {
     run.spec.metrics.iter().any(|metric| metric.provider.job.is_some())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::AnalysisRunSpec;
+
+    #[test]
+    fn job_names_are_the_run_uid_metric_and_attempt_within_63_characters() {
+        let mut run = AnalysisRun::new("run", AnalysisRunSpec::default());
+        run.metadata.uid = Some("0f8fad5b-d9cb-469f-a165-70867728950e".into());
+        assert_eq!(job_name(&run, "smoke", 1), "0f8fad5b-d9cb-469f-a165-70867728950e.smoke.1");
+        let long = job_name(&run, &"x".repeat(80), 12);
+        assert_eq!(long.len(), 63);
+        assert!(long.ends_with(".12"));
+        assert!(!job_name(&run, "abcdefghijklmnopqrstuvwxyz-", 1).contains("-."), "no name part ends in '-'");
+    }
+
+    #[test]
+    fn a_running_job_is_looked_at_again_sooner_while_young() {
+        let start = Timestamp::UNIX_EPOCH;
+        assert_eq!(backoff(start, start), Duration::from_secs(1));
+        assert_eq!(backoff(start, later(start, Duration::from_secs(8))), Duration::from_secs(4));
+        assert_eq!(backoff(start, later(start, Duration::from_secs(3600))), Duration::from_secs(10));
+    }
+}

@@ -17,11 +17,7 @@ pub async fn query(http: &reqwest::Client, metric: &PrometheusMetric) -> Result<
     if address.is_empty() {
         return Err(format!("prometheus address is not configured (set provider.prometheus.address or {ADDRESS_ENV})"));
     }
-    let base = reqwest::Url::parse(&address)
-        .ok()
-        .filter(|url| url.has_host() && matches!(url.scheme(), "http" | "https"))
-        .ok_or_else(|| format!("prometheus address {address:?} is not a URL such as http://prometheus:9090"))?;
-    let url = base.join("api/v1/query").map_err(|error| error.to_string())?;
+    let url = query_url(&address)?;
     let mut request = http.post(url).timeout(timeout(metric.timeout, 30)).form(&[("query", metric.query.as_str())]);
     for header in &metric.headers {
         request = request.header(&header.key, &header.value);
@@ -63,6 +59,18 @@ pub async fn query(http: &reqwest::Client, metric: &PrometheusMetric) -> Result<
     Ok(Answer { value, metadata })
 }
 
+/// `<address>/api/v1/query`, keeping a path prefix (http://host/prometheus → …/prometheus/api/v1/query).
+fn query_url(address: &str) -> Result<reqwest::Url, String> {
+    let mut base = reqwest::Url::parse(address)
+        .ok()
+        .filter(|url| url.has_host() && matches!(url.scheme(), "http" | "https"))
+        .ok_or_else(|| format!("prometheus address {address:?} is not a URL such as http://prometheus:9090"))?;
+    if !base.path().ends_with('/') {
+        base.set_path(&format!("{}/", base.path()));
+    }
+    base.join("api/v1/query").map_err(|error| error.to_string())
+}
+
 /// Every sample of every series, in the order Prometheus returned them.
 fn samples(data: &Json, field: &str) -> Option<Vec<Value>> {
     let mut values = Vec::new();
@@ -82,4 +90,32 @@ fn samples(data: &Json, field: &str) -> Option<Vec<Value>> {
 /// `[timestamp, "value"]` → value; "NaN", "+Inf" and "-Inf" included.
 fn sample(point: &Json) -> Option<f64> {
     point.get(1)?.as_str()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_path_follows_the_address() {
+        let url = |address: &str| query_url(address).map(|u| u.to_string());
+        assert_eq!(url("http://prometheus:9090"), Ok("http://prometheus:9090/api/v1/query".into()));
+        assert_eq!(url("http://prometheus:9090/"), Ok("http://prometheus:9090/api/v1/query".into()));
+        assert_eq!(url("https://gw/prometheus"), Ok("https://gw/prometheus/api/v1/query".into()));
+        assert!(url("prometheus:9090").is_err());
+        assert!(url("").is_err());
+    }
+
+    #[test]
+    fn samples_are_read_in_order_with_nan_and_infinities() {
+        let data = serde_json::json!({"resultType": "vector", "result": [
+            {"metric": {}, "value": [1, "0.5"]}, {"metric": {}, "value": [1, "NaN"]}, {"metric": {}, "value": [1, "+Inf"]}
+        ]});
+        let values = samples(&data, "value").unwrap();
+        assert_eq!(values[0], Value::Number(0.5));
+        assert!(matches!(values[1], Value::Number(n) if n.is_nan()));
+        assert_eq!(values[2], Value::Number(f64::INFINITY));
+        let matrix = serde_json::json!({"result": [{"values": [[1, "1"], [2, "2"]]}, {"values": [[1, "3"]]}]});
+        assert_eq!(samples(&matrix, "values").unwrap(), [1.0, 2.0, 3.0].map(Value::Number));
+    }
 }

@@ -58,3 +58,21 @@ fn select(json: &Json, path: &str) -> Result<Json, String> {
     let matches = json.query(&inner).map_err(|error| format!("jsonPath {path:?}: {error}"))?;
     matches.first().map(|value| (*value).clone()).ok_or_else(|| "result of web metric produced no value".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn json_paths_read_like_kubectl_s() {
+        let answer = json!({"data": {"ok": true, "items": [{"rate": 0.97}, {"rate": 0.5}]}});
+        assert_eq!(select(&answer, "{$}"), Ok(answer.clone()));
+        assert_eq!(select(&answer, "{$.data.ok}"), Ok(json!(true)));
+        assert_eq!(select(&answer, "{.data.items[0].rate}"), Ok(json!(0.97)));
+        assert_eq!(select(&answer, "$.data.items[1].rate"), Ok(json!(0.5)));
+        assert_eq!(select(&answer, "{$.data.missing}"), Err("result of web metric produced no value".into()));
+        assert!(select(&answer, "{$.data[}").is_err());
+    }
+}
