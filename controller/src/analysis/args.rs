@@ -117,7 +117,21 @@ pub fn fill_text(text: &str, values: &BTreeMap<String, String>) -> Result<String
     Ok(out)
 }
 
-/// `text` with every secret value replaced by `*****`.
+/// `text` with every secret value replaced by `*****`: as it is, escaped as in a quoted string,
+/// and percent-encoded as in a URL (errors quote what they were given).
 pub fn redact(text: &str, secrets: &[&str]) -> String {
-    secrets.iter().fold(text.to_string(), |text, secret| text.replace(secret, REDACTED))
+    secrets.iter().fold(text.to_string(), |text, secret| {
+        [secret.to_string(), secret.escape_debug().to_string(), percent_encoded(secret)]
+            .iter()
+            .fold(text, |text, form| text.replace(form.as_str(), REDACTED))
+    })
+}
+
+fn percent_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => char::from(byte).to_string(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
 }

@@ -4,8 +4,24 @@ use super::condition::{Condition, Value};
 use super::metric::Prepared;
 use crate::api::AnalysisPhase;
 
+/// Longest value kept in a measurement or a message: a whole web page or thousands of series
+/// would make the run's status too big to write.
+const SHOWN_CHARACTERS: usize = 1024;
+
+/// A value as the status shows it, cut at `SHOWN_CHARACTERS`.
+pub fn shown(value: &Value) -> String {
+    let text = value.to_string();
+    let length = text.chars().count();
+    if length <= SHOWN_CHARACTERS {
+        return text;
+    }
+    let kept: String = text.chars().take(SHOWN_CHARACTERS).collect();
+    format!("{kept}… ({} more characters)", length - SHOWN_CHARACTERS)
+}
+
 /// The phase of a measurement whose provider answered `value`, and why (for its message).
 pub fn judge(prepared: &Prepared, value: &Value) -> (AnalysisPhase, Option<String>) {
+    let shown_value = shown(value);
     let check = |name: &str, condition: &Option<Condition>| -> Result<Option<bool>, String> {
         let Some(condition) = condition else { return Ok(None) };
         condition.evaluate(value).map(Some).map_err(|error| {
@@ -30,16 +46,16 @@ pub fn judge(prepared: &Prepared, value: &Value) -> (AnalysisPhase, Option<Strin
     match (success, failure) {
         (_, Some(true)) => (
             AnalysisPhase::Failed,
-            Some(format!("value {value} satisfies failureCondition \"{}\"", quoted(&prepared.failure))),
+            Some(format!("value {shown_value} satisfies failureCondition \"{}\"", quoted(&prepared.failure))),
         ),
         (Some(false), None) => (
             AnalysisPhase::Failed,
-            Some(format!("value {value} does not satisfy successCondition \"{}\"", quoted(&prepared.success))),
+            Some(format!("value {shown_value} does not satisfy successCondition \"{}\"", quoted(&prepared.success))),
         ),
         (Some(false), Some(false)) => (
             AnalysisPhase::Inconclusive,
             Some(format!(
-                "value {value} satisfies neither successCondition \"{}\" nor failureCondition \"{}\"",
+                "value {shown_value} satisfies neither successCondition \"{}\" nor failureCondition \"{}\"",
                 quoted(&prepared.success),
                 quoted(&prepared.failure)
             )),

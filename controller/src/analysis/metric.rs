@@ -15,6 +15,8 @@ use crate::api::{AnalysisRunSpec, Metric, parse_go_duration};
 
 /// Measurements kept per metric unless a retention rule says otherwise.
 pub const DEFAULT_RETENTION: usize = 10;
+/// The shortest interval: anything shorter would measure (and write) in a tight loop.
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// Errors in a row tolerated unless the metric says otherwise.
 pub const DEFAULT_CONSECUTIVE_ERROR_LIMIT: i64 = 4;
 
@@ -173,6 +175,9 @@ fn prepare_metric(metric: Metric) -> Result<Prepared, String> {
     }
     if consecutive_error_limit < 0 {
         return Err("consecutiveErrorLimit must be >= 0".into());
+    }
+    if interval.is_some_and(|interval| interval < MIN_INTERVAL) {
+        return Err("interval must be at least 1s".into());
     }
     if count > 1 && interval.is_none() {
         return Err("interval must be specified when count > 1".into());

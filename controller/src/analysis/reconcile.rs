@@ -1,7 +1,7 @@
 //! One reconcile of one AnalysisRun: start (pure) → take the due measurements (providers, at
 //! once) → finish (pure) → one status patch if anything changed → requeue at the next due time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,6 +32,8 @@ pub struct Analysis {
     /// before our own write reaches the cache must not take a measurement a second time.
     written: Mutex<HashMap<Key, Arc<AnalysisRun>>>,
     failures: Mutex<HashMap<Key, u32>>,
+    /// Uids of completed runs whose Jobs are deleted.
+    cleaned: Mutex<HashSet<String>>,
 }
 
 fn key(run: &AnalysisRun) -> Key {
@@ -44,7 +46,7 @@ fn version(run: &AnalysisRun) -> Option<u64> {
 
 impl Analysis {
     pub fn new(ctx: Arc<Context>, providers: Providers) -> Self {
-        Analysis { ctx, providers, written: Mutex::default(), failures: Mutex::default() }
+        Analysis { ctx, providers, written: Mutex::default(), failures: Mutex::default(), cleaned: Mutex::default() }
     }
 
     fn freshest(&self, cached: &AnalysisRun) -> AnalysisRun {
@@ -66,6 +68,7 @@ impl Analysis {
         let key = key(run);
         self.written.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
         self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        self.cleaned.lock().unwrap_or_else(|p| p.into_inner()).remove(&run.uid().unwrap_or_default());
         self.ctx.metrics.analysis.forget_run(&key.0, &key.1);
     }
 
@@ -75,8 +78,11 @@ impl Analysis {
         }
         let api: Api<AnalysisRun> = Api::namespaced(self.ctx.client.clone(), &run.namespace().unwrap_or_default());
         let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
-        // No status subresource: a merge patch of the status on the object, as upstream.
-        let written = api.patch(&run.name_any(), &params, &Patch::Merge(&json!({ "status": status }))).await?;
+        // No status subresource: a merge patch of the status on the object, as upstream. With the
+        // resourceVersion it was computed from: a status from a stale copy is refused (409) and
+        // computed again from the current one.
+        let patch = json!({ "metadata": { "resourceVersion": run.resource_version() }, "status": status });
+        let written = api.patch(&run.name_any(), &params, &Patch::Merge(&patch)).await?;
         self.written.lock().unwrap_or_else(|p| p.into_inner()).insert(key(&written), Arc::new(written));
         Ok(())
     }
@@ -92,6 +98,7 @@ pub async fn reconcile(cached: Arc<AnalysisRun>, analysis: Arc<Analysis>) -> Res
         Start::Completed { expires_at } => {
             // Known after a restart too, though nothing is written.
             record_metrics(&analysis, &run, run.status.as_ref().unwrap_or(&AnalysisRunStatus::default()));
+            clean_up_jobs(&analysis, &run).await?;
             if expires_at.is_some_and(|at| at <= now) {
                 let api: Api<AnalysisRun> = Api::namespaced(analysis.ctx.client.clone(), &namespace);
                 api.delete(&name, &DeleteParams::background()).await?;
@@ -102,7 +109,7 @@ pub async fn reconcile(cached: Arc<AnalysisRun>, analysis: Arc<Analysis>) -> Res
         }
         Start::Invalid(finished) => finish_run(&analysis, &run, finished).await?,
         Start::Measuring(measuring) => {
-            let finished = measure(&analysis, &run, measuring).await;
+            let finished = measure(&analysis, &run, measuring).await?;
             finish_run(&analysis, &run, finished).await?
         }
     };
@@ -116,22 +123,26 @@ pub async fn reconcile(cached: Arc<AnalysisRun>, analysis: Arc<Analysis>) -> Res
 }
 
 /// Takes the due measurements, all at once, and works out the status they lead to.
-async fn measure(analysis: &Analysis, run: &AnalysisRun, measuring: Measuring) -> Finished {
+async fn measure(analysis: &Analysis, run: &AnalysisRun, measuring: Measuring) -> Result<Finished, Error> {
     let now = Timestamp::now();
     let due = measuring.schedule.due.clone();
     if due.is_empty() {
-        return plan::finish(run, measuring, Vec::new(), now);
+        return Ok(plan::finish(run, measuring, Vec::new(), now));
     }
     // Secrets are read only when a measurement needs them, and never leave this function.
-    let secrets = match read_secrets(analysis, run).await {
+    let secrets = match read_secrets(analysis, run).await? {
         Ok(secrets) => secrets,
-        Err(reason) => return plan::errored(measuring.status, &Invalid::Arguments(reason), now),
+        Err(reason) => return Ok(plan::errored(measuring.status, &Invalid::Arguments(reason), now)),
     };
     let metrics = match &secrets {
         Secrets::Masked => measuring.metrics.clone(),
         Secrets::Read(_) => match prepare(&run.spec, &run.metadata, &secrets) {
             Ok(metrics) => metrics,
-            Err(invalid) => return plan::errored(measuring.status, &invalid, now),
+            // Its details would show the values: say only where they came from.
+            Err(_) => {
+                let reason = "the values read from Secrets make the metrics invalid (a quote, a backslash or a newline in a condition?)";
+                return Ok(plan::errored(measuring.status, &Invalid::Arguments(reason.into()), now));
+            }
         },
     };
     let hidden = secrets.values();
@@ -146,7 +157,7 @@ async fn measure(analysis: &Analysis, run: &AnalysisRun, measuring: Measuring) -
         let late_by = Duration::try_from(now.duration_since(due.due_at)).unwrap_or_default();
         analysis.ctx.metrics.analysis.measured(&measuring.metrics[due.metric].provider, measurement.phase, late_by);
     }
-    plan::finish(run, measuring, taken, Timestamp::now())
+    Ok(plan::finish(run, measuring, taken, Timestamp::now()))
 }
 
 async fn take(
@@ -179,40 +190,49 @@ fn redact(mut measurement: Measurement, secrets: &[&str]) -> Measurement {
     measurement
 }
 
-async fn read_secrets(analysis: &Analysis, run: &AnalysisRun) -> Result<Secrets, String> {
+/// The values of the Secret keys the run's arguments read. A missing Secret or key ends the run
+/// (the inner error); a failed read is retried (the outer one).
+async fn read_secrets(analysis: &Analysis, run: &AnalysisRun) -> Result<Result<Secrets, String>, Error> {
     let refs = args::secret_refs(&run.spec.args);
     if refs.is_empty() {
-        return Ok(Secrets::Masked);
+        return Ok(Ok(Secrets::Masked));
     }
     let api: Api<Secret> = Api::namespaced(analysis.ctx.client.clone(), &run.namespace().unwrap_or_default());
     let mut values = BTreeMap::new();
     for reference in refs {
-        let secret = api
-            .get_opt(&reference.name)
-            .await
-            .map_err(|error| format!("reading secret '{}': {error}", reference.name))?
-            .ok_or_else(|| format!("secret '{}' not found", reference.name))?;
-        let value = secret
-            .data
-            .as_ref()
-            .and_then(|data| data.get(&reference.key))
-            .ok_or_else(|| format!("key '{}' does not exist in secret '{}'", reference.key, reference.name))?;
+        let Some(secret) = api.get_opt(&reference.name).await? else {
+            return Ok(Err(format!("secret '{}' not found", reference.name)));
+        };
+        let Some(value) = secret.data.as_ref().and_then(|data| data.get(&reference.key)) else {
+            return Ok(Err(format!("key '{}' does not exist in secret '{}'", reference.key, reference.name)));
+        };
         values.insert((reference.name.clone(), reference.key.clone()), String::from_utf8_lossy(&value.0).into_owned());
     }
-    Ok(Secrets::Read(values))
+    Ok(Ok(Secrets::Read(values)))
 }
 
-/// Cleans up a run that just completed, writes the status and Events, records the metrics.
+/// Deletes the Jobs of a completed run, once per run in this process: after its status is
+/// written, so a crash in between can't make a finished Job look deleted and run it again; and
+/// again after a restart, in case the crash came before this.
+async fn clean_up_jobs(analysis: &Analysis, run: &AnalysisRun) -> Result<(), Error> {
+    let uid = run.uid().unwrap_or_default();
+    if !job::uses_jobs(run) || analysis.cleaned.lock().unwrap_or_else(|p| p.into_inner()).contains(&uid) {
+        return Ok(());
+    }
+    job::delete_all(&analysis.ctx.client, run).await?;
+    analysis.cleaned.lock().unwrap_or_else(|p| p.into_inner()).insert(uid);
+    Ok(())
+}
+
+/// Writes the status and Events, records the metrics, and cleans up a completed run.
 async fn finish_run(analysis: &Analysis, run: &AnalysisRun, finished: Finished) -> Result<Option<Timestamp>, Error> {
     let Finished { status, events, requeue_at } = finished;
-    let completing = status.phase.completed() && !run.status.as_ref().is_some_and(|s| s.phase.completed());
-    if completing && job::uses_jobs(run) {
-        // Before the status: a crash in between deletes them on the next look.
-        job::delete_all(&analysis.ctx.client, run).await?;
-    }
     analysis.write_status(run, &status).await?;
     analysis.ctx.events.publish(run, &events);
     record_metrics(analysis, run, &status);
+    if status.phase.completed() {
+        clean_up_jobs(analysis, run).await?;
+    }
     Ok(requeue_at)
 }
 

@@ -287,6 +287,10 @@ fn bad_specs_are_reported_with_the_field_before_any_measurement() {
             "Analysis spec invalid: metrics[0]: invalid interval string",
         ),
         (
+            json!({"metrics": [prometheus("m", json!({"interval": "0s"}))]}),
+            "Analysis spec invalid: metrics[0]: interval must be at least 1s",
+        ),
+        (
             json!({"metrics": [{"name": "m", "provider": {}}]}),
             "Analysis spec invalid: metrics[0]: no provider specified",
         ),
@@ -318,6 +322,16 @@ fn bad_specs_are_reported_with_the_field_before_any_measurement() {
         let message = finished.status.message.unwrap();
         assert!(message.starts_with(expected), "{message}\n  expected: {expected}");
     }
+}
+
+#[test]
+fn long_values_are_cut_and_secrets_are_hidden_in_every_form() {
+    let long = Value::String("x".repeat(5000));
+    let text = super::evaluate::shown(&long);
+    assert!(text.ends_with("… (3976 more characters)") && text.chars().count() < 1100, "{text}");
+    let secret = "p@ss \"word\"/1";
+    let message = format!("GET http://h/?t=p%40ss%20%22word%22%2F1 failed; header {secret:?}; raw {secret}");
+    assert_eq!(super::args::redact(&message, &[secret]), "GET http://h/?t=***** failed; header \"*****\"; raw *****");
 }
 
 #[test]

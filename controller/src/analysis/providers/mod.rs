@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 
 use super::condition::Value;
-use super::evaluate::judge;
+use super::evaluate::{judge, shown};
 use super::metric::Prepared;
 use crate::api::{AnalysisPhase, AnalysisRun, Measurement};
 
@@ -55,7 +55,7 @@ impl Providers {
         match answer {
             Ok(Answer { value, metadata }) => {
                 let (phase, message) = judge(prepared, &value);
-                Measurement { value: Some(value.to_string()), metadata, ..finished(now, phase, message) }
+                Measurement { value: Some(shown(&value)), metadata, ..finished(now, phase, message) }
             }
             Err(message) => finished(now, AnalysisPhase::Error, Some(message)),
         }
@@ -79,9 +79,9 @@ pub fn finished(started: Timestamp, phase: AnalysisPhase, message: Option<String
     }
 }
 
-/// Waits at most `seconds` for a request (`default` when unset).
+/// Waits at most `seconds` for a request (`default` when unset or 0, as upstream).
 fn timeout(seconds: Option<i64>, default: u64) -> Duration {
-    Duration::from_secs(seconds.and_then(|s| u64::try_from(s).ok()).unwrap_or(default))
+    Duration::from_secs(seconds.and_then(|s| u64::try_from(s).ok()).filter(|s| *s > 0).unwrap_or(default))
 }
 
 /// A request error in a few words, with the cause (connection refused, timed out, ...).
