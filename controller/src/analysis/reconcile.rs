@@ -11,6 +11,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
 use serde_json::json;
+use tracing::Instrument;
 
 use super::args::{self, Secrets};
 use super::metric::{Invalid, prepare};
@@ -92,7 +93,11 @@ pub async fn reconcile(cached: Arc<AnalysisRun>, analysis: Arc<Analysis>) -> Res
     let run = analysis.freshest(&cached);
     let (namespace, name) = key(&run);
     let span = tracing::info_span!("analysisrun", namespace = %namespace, name = %name);
-    let _entered = span.enter();
+    reconcile_run(run, analysis).instrument(span).await
+}
+
+async fn reconcile_run(run: AnalysisRun, analysis: Arc<Analysis>) -> Result<Requeue, Error> {
+    let (namespace, name) = key(&run);
     let now = Timestamp::now();
     let requeue_at = match plan::start(&run, now) {
         Start::Completed { expires_at } => {
