@@ -359,6 +359,38 @@ spec:
     let fails = completed(&ns, "fails").await?;
     assert_eq!(phase(&fails), AnalysisPhase::Failed, "{}", message(&fails));
     assert!(message(&fails).contains("failed (1) > failureLimit (0)"));
+    // A background job metric keeping one measurement: the Jobs of trimmed measurements go.
+    let mut background =
+        job("background", "succeed").replace("  - name: smoke\n", "  - name: smoke\n    interval: 1s\n");
+    background = background
+        .replace("spec:\n  metrics:", "spec:\n  measurementRetention: [{metricName: smoke, limit: 1}]\n  metrics:");
+    ns.apply(&background).await?;
+    ns.wait_for::<AnalysisRun>("background", "three Jobs measured", TIMEOUT, |run| {
+        run.status.as_ref().is_some_and(|s| s.metric_results.iter().any(|r| r.count >= 3))
+    })
+    .await?;
+    e2e::poll_until(TIMEOUT, || async {
+        let jobs = ns.api::<Job>().list(&ListParams::default()).await?;
+        let background: Vec<_> = jobs
+            .items
+            .iter()
+            .filter(|job| job.metadata.deletion_timestamp.is_none())
+            .filter(|job| {
+                job.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("analysisrun.argoproj.io/name"))
+                    .map(String::as_str)
+                    == Some("background")
+            })
+            .collect();
+        Ok((background.len() <= 2).then_some(()))
+    })
+    .await?;
+    ns.api::<AnalysisRun>()
+        .patch("background", &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"terminate": true}})))
+        .await?;
+    completed(&ns, "background").await?;
     // The Jobs are deleted when their run ends.
     e2e::poll_until(TIMEOUT, || async {
         let jobs = ns.api::<Job>().list(&ListParams::default()).await?;

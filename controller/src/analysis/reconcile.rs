@@ -233,6 +233,8 @@ async fn clean_up_jobs(analysis: &Analysis, run: &AnalysisRun) -> Result<(), Err
 async fn finish_run(analysis: &Analysis, run: &AnalysisRun, finished: Finished) -> Result<Option<Timestamp>, Error> {
     let Finished { status, events, requeue_at } = finished;
     analysis.write_status(run, &status).await?;
+    // After the status: a crash before it leaves the measurements, and their Jobs, as they were.
+    job::delete(&analysis.ctx.client, &job::trimmed(run.status.as_ref(), &status)).await;
     analysis.ctx.events.publish(run, &events);
     record_metrics(analysis, run, &status);
     if status.phase.completed() {

@@ -1,7 +1,7 @@
 //! `job`: a batch Job made from the metric's spec, owned by the run. Successful when it
 //! completes, Failed when it fails; looked at again with a growing wait while it runs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
@@ -14,7 +14,7 @@ use serde_json::json;
 use super::finished;
 use crate::analysis::metric::Prepared;
 use crate::analysis::schedule::later;
-use crate::api::{AnalysisPhase, AnalysisRun, FIELD_MANAGER, JobMetric, Measurement};
+use crate::api::{AnalysisPhase, AnalysisRun, AnalysisRunStatus, FIELD_MANAGER, JobMetric, Measurement};
 
 /// Label on the Jobs (and their pods) of a run: its uid.
 pub const RUN_UID_LABEL: &str = "analysisrun.argoproj.io/uid";
@@ -166,6 +166,31 @@ pub async fn terminate(client: &kube::Client, last: &Measurement) -> Measurement
     }
 }
 
+/// The Jobs (namespace, name) of measurements that `before` held and `after` no longer does:
+/// trimmed by the retention limit, so their Jobs go too.
+pub fn trimmed(before: Option<&AnalysisRunStatus>, after: &AnalysisRunStatus) -> Vec<(String, String)> {
+    let jobs = |status: &AnalysisRunStatus| -> BTreeSet<(String, String)> {
+        status
+            .metric_results
+            .iter()
+            .flat_map(|result| &result.measurements)
+            .filter_map(|m| Some((m.metadata.get(JOB_NAMESPACE)?.clone(), m.metadata.get(JOB_NAME)?.clone())))
+            .collect()
+    };
+    let kept = jobs(after);
+    before.map(jobs).unwrap_or_default().into_iter().filter(|job| !kept.contains(job)).collect()
+}
+
+/// Deletes the Jobs of trimmed measurements; one that is already gone is fine.
+pub async fn delete(client: &kube::Client, jobs: &[(String, String)]) {
+    for (namespace, name) in jobs {
+        let api: Api<Job> = Api::namespaced(client.clone(), namespace);
+        if let Err(error) = api.delete(name, &DeleteParams::background()).await {
+            tracing::debug!(%error, job = %name, "could not delete a trimmed measurement's Job");
+        }
+    }
+}
+
 /// Deletes every Job of a run that has ended (their pods with them).
 pub async fn delete_all(client: &kube::Client, run: &AnalysisRun) -> Result<(), kube::Error> {
     let api: Api<Job> = Api::namespaced(client.clone(), &run.namespace().unwrap_or_default());
@@ -192,6 +217,25 @@ mod tests {
         assert_eq!(long.len(), 63);
         assert!(long.ends_with(".12"));
         assert!(!job_name(&run, "abcdefghijklmnopqrstuvwxyz-", 1).contains("-."), "no name part ends in '-'");
+    }
+
+    #[test]
+    fn the_jobs_of_trimmed_measurements_are_the_ones_to_delete() {
+        let job = |name: &str| Measurement {
+            metadata: BTreeMap::from([(JOB_NAME.into(), name.into()), (JOB_NAMESPACE.into(), "ns".into())]),
+            ..Default::default()
+        };
+        let status = |names: &[&str]| AnalysisRunStatus {
+            metric_results: vec![crate::api::MetricResult {
+                name: "smoke".into(),
+                measurements: names.iter().map(|n| job(n)).collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert_eq!(trimmed(Some(&status(&["a", "b"])), &status(&["b", "c"])), [("ns".to_string(), "a".to_string())]);
+        assert!(trimmed(None, &status(&["a"])).is_empty());
+        assert!(trimmed(Some(&status(&["a"])), &status(&["a"])).is_empty());
     }
 
     #[test]
