@@ -20,11 +20,15 @@ fn json(value: serde_json::Value) -> Value {
 
 /// Checks every `(condition, result, expected)` row and names all the rows that fail.
 fn check_table(rows: &[(&str, Value, bool)]) {
+    check_outcomes(rows.iter().map(|(source, result, expected)| (*source, result, Ok(*expected))));
+}
+
+/// Checks every `(condition, result, expected outcome)` and names all that differ.
+fn check_outcomes<'a>(rows: impl Iterator<Item = (&'a str, &'a Value, Result<bool, String>)>) {
     let failures: Vec<String> = rows
-        .iter()
-        .filter_map(|(source, result, expected)| match evaluate(source, result) {
-            Ok(holds) if holds == *expected => None,
-            outcome => Some(format!("{source} on {result}: expected {expected}, got {outcome:?}")),
+        .filter_map(|(source, result, expected)| {
+            let outcome = evaluate(source, result);
+            (outcome != expected).then(|| format!("{source} on {result}: expected {expected:?}, got {outcome:?}"))
         })
         .collect();
     assert!(failures.is_empty(), "{} failing rows:\n{}", failures.len(), failures.join("\n"));
