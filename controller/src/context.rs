@@ -7,18 +7,19 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::PodTemplate;
+use kube::Client;
 use kube::api::{ApiResource, DynamicObject};
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Client, ResourceExt};
 use tokio::sync::mpsc;
 
 use crate::api::{Rollout, WorkloadKind};
-use crate::cache::{Cache, Key, References, key_of};
+use crate::cache::{Cache, Key, References};
 use crate::cached::{CachedReplicaSet, CachedService};
 use crate::plan::{self, PlanConfig};
 use crate::runtime::events::EventSink;
 use crate::runtime::metrics::Metrics;
+use crate::written::WrittenCopies;
 
 #[derive(thiserror::Error, Debug)]
 pub enum Error {
@@ -130,7 +131,7 @@ pub struct Context {
     pub events: EventSink,
     pub metrics: Metrics,
     /// Rollouts as this controller last wrote them, until the cache catches up.
-    written: Mutex<HashMap<Key, Arc<Rollout>>>,
+    written: WrittenCopies<Rollout>,
     /// Consecutive failures per Rollout, for exponential backoff.
     failures: Mutex<HashMap<Key, u32>>,
     /// Where watches started later send reconcile requests.
@@ -158,7 +159,7 @@ impl Context {
             virtual_service_api: RwLock::new(None),
             events,
             metrics,
-            written: Mutex::default(),
+            written: WrittenCopies::default(),
             failures: Mutex::default(),
             triggers: OnceLock::new(),
             workload_watches: OnceLock::new(),
@@ -204,7 +205,7 @@ impl Context {
         ] {
             refs.remove(rollout);
         }
-        self.written.lock().unwrap_or_else(|p| p.into_inner()).remove(rollout);
+        self.written.forget(rollout);
         self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(rollout);
         self.metrics.forget_rollout(&rollout.0, &rollout.1);
     }
@@ -212,33 +213,16 @@ impl Context {
     /// The newer of the cached Rollout and the one this controller last wrote: a reconcile
     /// triggered before our own write reaches the cache must not act on the older state.
     pub(crate) fn freshest(&self, cached: &Rollout) -> Rollout {
-        let key = key_of(cached);
-        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        let version = |r: &Rollout| r.resource_version().and_then(|v| v.parse::<u64>().ok());
-        match written.get(&key) {
-            Some(ours) if ours.metadata.uid == cached.metadata.uid && version(ours) > version(cached) => {
-                (**ours).clone()
-            }
-            Some(_) => {
-                written.remove(&key);
-                cached.clone()
-            }
-            None => cached.clone(),
-        }
+        self.written.freshest(cached)
     }
 
     /// The cache has a Rollout at least as new as the one we wrote: forget ours.
     pub fn cache_caught_up(&self, cached: &Rollout) {
-        let key = key_of(cached);
-        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        let version = |r: &Rollout| r.resource_version().and_then(|v| v.parse::<u64>().ok());
-        if written.get(&key).is_some_and(|ours| version(ours) <= version(cached)) {
-            written.remove(&key);
-        }
+        self.written.caught_up(cached);
     }
 
     pub(crate) fn remember_written(&self, rollout: Rollout) {
-        self.written.lock().unwrap_or_else(|p| p.into_inner()).insert(key_of(&rollout), Arc::new(rollout));
+        self.written.remember(rollout);
     }
 
     pub fn caches_synced(&self) -> bool {

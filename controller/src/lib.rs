@@ -12,3 +12,4 @@ pub mod plan;
 pub mod reconcile;
 pub mod run;
 pub mod runtime;
+pub mod written;

@@ -19,9 +19,10 @@ use super::plan::{self, Finished, Measuring, Start};
 use super::providers::{Providers, job};
 use super::schedule::{Due, Task};
 use crate::api::{AnalysisRun, AnalysisRunStatus, FIELD_MANAGER, Measurement};
-use crate::cache::Key;
+use crate::cache::{Key, key_of};
 use crate::context::{Context, Error, retry_delay};
 use crate::runtime::analysis_metrics::MetricState;
+use crate::written::WrittenCopies;
 
 const LONGEST_REQUEUE: Duration = Duration::from_secs(24 * 3600);
 
@@ -31,43 +32,27 @@ pub struct Analysis {
     pub providers: Providers,
     /// Runs as this controller last wrote them, until the cache catches up: a reconcile woken
     /// before our own write reaches the cache must not take a measurement a second time.
-    written: Mutex<HashMap<Key, Arc<AnalysisRun>>>,
+    written: WrittenCopies<AnalysisRun>,
     failures: Mutex<HashMap<Key, u32>>,
     /// Uids of completed runs whose Jobs are deleted.
     cleaned: Mutex<HashSet<String>>,
 }
 
-fn key(run: &AnalysisRun) -> Key {
-    (run.namespace().unwrap_or_default(), run.name_any())
-}
-
-fn version(run: &AnalysisRun) -> Option<u64> {
-    run.resource_version().and_then(|v| v.parse().ok())
-}
-
 impl Analysis {
     pub fn new(ctx: Arc<Context>, providers: Providers) -> Self {
-        Analysis { ctx, providers, written: Mutex::default(), failures: Mutex::default(), cleaned: Mutex::default() }
-    }
-
-    fn freshest(&self, cached: &AnalysisRun) -> AnalysisRun {
-        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        match written.get(&key(cached)) {
-            Some(ours) if ours.metadata.uid == cached.metadata.uid && version(ours) > version(cached) => {
-                (**ours).clone()
-            }
-            Some(_) => {
-                written.remove(&key(cached));
-                cached.clone()
-            }
-            None => cached.clone(),
+        Analysis {
+            ctx,
+            providers,
+            written: WrittenCopies::default(),
+            failures: Mutex::default(),
+            cleaned: Mutex::default(),
         }
     }
 
     /// A run was deleted: forget it.
     pub fn forget(&self, run: &AnalysisRun) {
-        let key = key(run);
-        self.written.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        let key = key_of(run);
+        self.written.forget(&key);
         self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
         self.cleaned.lock().unwrap_or_else(|p| p.into_inner()).remove(&run.uid().unwrap_or_default());
         self.ctx.metrics.analysis.forget_run(&key.0, &key.1);
@@ -84,20 +69,20 @@ impl Analysis {
         // computed again from the current one.
         let patch = json!({ "metadata": { "resourceVersion": run.resource_version() }, "status": status });
         let written = api.patch(&run.name_any(), &params, &Patch::Merge(&patch)).await?;
-        self.written.lock().unwrap_or_else(|p| p.into_inner()).insert(key(&written), Arc::new(written));
+        self.written.remember(written);
         Ok(())
     }
 }
 
 pub async fn reconcile(cached: Arc<AnalysisRun>, analysis: Arc<Analysis>) -> Result<Requeue, Error> {
-    let run = analysis.freshest(&cached);
-    let (namespace, name) = key(&run);
+    let run = analysis.written.freshest(&cached);
+    let (namespace, name) = key_of(&run);
     let span = tracing::info_span!("analysisrun", namespace = %namespace, name = %name);
     reconcile_run(run, analysis).instrument(span).await
 }
 
 async fn reconcile_run(run: AnalysisRun, analysis: Arc<Analysis>) -> Result<Requeue, Error> {
-    let (namespace, name) = key(&run);
+    let (namespace, name) = key_of(&run);
     let now = Timestamp::now();
     let requeue_at = match plan::start(&run, now) {
         Start::Completed { expires_at } => {
@@ -260,13 +245,13 @@ fn record_metrics(analysis: &Analysis, run: &AnalysisRun, status: &AnalysisRunSt
             phase: result.phase,
         })
         .collect();
-    let (namespace, name) = key(run);
+    let (namespace, name) = key_of(run);
     analysis.ctx.metrics.analysis.run(&namespace, &name, status.phase, &states);
 }
 
 /// Transient failures retry with exponential backoff per run: 0.5 s, 1 s, 2 s ... 5 min.
 pub fn error_policy(run: Arc<AnalysisRun>, error: &Error, analysis: Arc<Analysis>) -> Requeue {
-    let key = key(&run);
+    let key = key_of(&*run);
     let count = {
         let mut failures = analysis.failures.lock().unwrap_or_else(|p| p.into_inner());
         let count = failures.entry(key.clone()).or_insert(0);
