@@ -166,6 +166,8 @@ pub async fn observe(ctx: &Arc<Context>, rollout: &Rollout, now: Timestamp) -> R
         virtual_services,
         pods,
         stable_template,
+        analysis_runs: Vec::new(),
+        analysis_templates: BTreeMap::new(),
         now,
         config: ctx.settings.plan,
     })

@@ -68,6 +68,7 @@ pub struct ClusterAnalysisTemplateSpec {
     version = "v1alpha1",
     kind = "AnalysisRun",
     namespaced,
+    derive = "PartialEq",
     status = "AnalysisRunStatus",
     shortname = "ar",
     doc = "A run of analysis metrics (argoproj.io/v1alpha1, run by rollouts-controller)",

@@ -5,6 +5,7 @@ mod analysis_status;
 mod crd;
 mod duration;
 mod placeholders;
+mod rollout_analysis;
 mod schema;
 mod spec;
 mod status;
@@ -14,6 +15,7 @@ pub use analysis_status::*;
 pub use crd::{CRD_FILES, crd, crd_yaml};
 pub use duration::parse_go_duration;
 pub use placeholders::Experiment;
+pub use rollout_analysis::*;
 pub use spec::*;
 pub use status::*;
 

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use super::schema::{int_or_string, pass_through, pause_duration};
 use super::status::RolloutStatus;
+use super::{AnalysisRunStrategy, RolloutAnalysis, RolloutAnalysisBackground};
 
 /// A Rollout replaces a Deployment's rolling update with a canary that runs a list of steps.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -82,10 +83,9 @@ pub struct RolloutSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "pass_through")]
     pub rollback_window: Option<Value>,
-    /// Not supported by this controller yet.
+    /// How many finished AnalysisRuns to keep.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "pass_through")]
-    pub analysis: Option<Value>,
+    pub analysis: Option<AnalysisRunStrategy>,
     pub strategy: RolloutStrategy,
 }
 
@@ -213,10 +213,9 @@ pub struct CanaryStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 200))]
     pub steps: Option<Vec<CanaryStep>>,
-    /// Not supported by this controller yet.
+    /// Analysis that runs beside the steps; its failure aborts the update.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "pass_through")]
-    pub analysis: Option<Value>,
+    pub analysis: Option<RolloutAnalysisBackground>,
     /// Not supported by this controller yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "pass_through")]
@@ -320,10 +319,9 @@ pub struct CanaryStep {
     pub pause: Option<RolloutPause>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set_canary_scale: Option<SetCanaryScale>,
-    /// Not supported by this controller yet.
+    /// Runs analysis; the step is done when the run is Successful.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "pass_through")]
-    pub analysis: Option<Value>,
+    pub analysis: Option<RolloutAnalysis>,
     /// Not supported by this controller yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "pass_through")]

@@ -1,6 +1,7 @@
 //! Executes a plan: the actions in order (stopping at the first failure), then one status patch
 //! with only what changed, then the Events. Every write is idempotent and uses one field manager.
 
+mod analysis;
 mod istio;
 mod pods;
 mod replicaset;
@@ -63,6 +64,9 @@ pub async fn apply(ctx: &Context, observed: &Observed, plan: &Plan) -> Result<Op
             Action::SetPodMetadata { replica_set, hash, change } => {
                 pods::set_metadata(ctx, rollout, replica_set, hash, change).await
             }
+            Action::CreateAnalysisRun(run) => analysis::create(ctx, rollout, run).await,
+            Action::TerminateAnalysisRun { name } => analysis::terminate(ctx, rollout, name).await,
+            Action::DeleteAnalysisRun { name } => analysis::delete(ctx, rollout, name).await,
         };
         if let Err(error) = result {
             ctx.metrics.write_failed(action);

@@ -41,7 +41,7 @@ pub use observed::{
     Observed, PlanConfig, PodView, RecordedTemplate, ReplicaSetView, ServiceView, VirtualServiceView, Workload,
 };
 
-use crate::api::{Phase, Rollout, RolloutStatus};
+use crate::api::{AnalysisRun, Phase, Rollout, RolloutStatus};
 use conditions as cond;
 use metadata::MetadataChange;
 use planner::Planner;
@@ -128,6 +128,16 @@ pub enum Action {
     },
     /// Evict a pod through the Eviction API (PodDisruptionBudgets apply).
     EvictPod {
+        name: String,
+    },
+    /// Create an AnalysisRun. Its name already held by a run this Rollout controls (a cache that
+    /// lags behind an earlier create) counts as created.
+    CreateAnalysisRun(Box<AnalysisRun>),
+    /// Set `spec.terminate` on a run: it stops measuring and completes.
+    TerminateAnalysisRun {
+        name: String,
+    },
+    DeleteAnalysisRun {
         name: String,
     },
 }

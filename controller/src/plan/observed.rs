@@ -9,7 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 
-use crate::api::{PodMetadata, Rollout};
+use crate::analysis::templates::TemplateKey;
+use crate::api::{AnalysisRun, AnalysisTemplateSpec, PodMetadata, Rollout};
 
 #[derive(Clone, Debug)]
 pub struct Observed {
@@ -28,6 +29,11 @@ pub struct Observed {
     pub pods: Vec<PodView>,
     /// The recorded pod template of the stable revision, read only when its ReplicaSet is gone.
     pub stable_template: Option<RecordedTemplate>,
+    /// The AnalysisRuns this Rollout controls (its UID is their controller owner).
+    pub analysis_runs: Vec<AnalysisRun>,
+    /// The analysis templates its steps and background analysis reach, nested ones too, by
+    /// (cluster-scoped, name). A missing one is absent.
+    pub analysis_templates: BTreeMap<TemplateKey, AnalysisTemplateSpec>,
     pub now: Timestamp,
     pub config: PlanConfig,
 }

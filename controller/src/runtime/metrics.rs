@@ -93,6 +93,9 @@ fn action_kind(action: &Action) -> &'static str {
         Action::SetVirtualServiceWeights { .. } => "virtualservice",
         Action::ScaleWorkload { .. } => "deployment",
         Action::EvictPod { .. } | Action::SetPodMetadata { .. } => "pod",
+        Action::CreateAnalysisRun(_) | Action::TerminateAnalysisRun { .. } | Action::DeleteAnalysisRun { .. } => {
+            "analysisrun"
+        }
     }
 }
 

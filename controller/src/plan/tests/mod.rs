@@ -130,6 +130,8 @@ fn observed(rollout: Rollout) -> Observed {
         virtual_services: Some(BTreeMap::new()),
         pods: Vec::new(),
         stable_template: None,
+        analysis_runs: Vec::new(),
+        analysis_templates: BTreeMap::new(),
         now: t(0),
         config: PlanConfig { settle: std::time::Duration::from_secs(2) },
     };

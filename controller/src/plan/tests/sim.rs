@@ -188,7 +188,26 @@ impl Sim {
                 self.records.remove(name);
             }
             Action::EvictPod { .. } | Action::SetTemplateMetadata { .. } | Action::SetPodMetadata { .. } => {}
+            Action::CreateAnalysisRun(run) => {
+                let name = run.metadata.name.as_deref();
+                if !self.observed.analysis_runs.iter().any(|r| r.metadata.name.as_deref() == name) {
+                    let mut created = (**run).clone();
+                    created.metadata.creation_timestamp = Some(Time(now));
+                    self.observed.analysis_runs.push(created);
+                }
+            }
+            Action::TerminateAnalysisRun { name } => {
+                let run = self.analysis_run_mut(name).expect("terminated run exists");
+                run.spec.terminate = true;
+            }
+            Action::DeleteAnalysisRun { name } => {
+                self.observed.analysis_runs.retain(|r| r.metadata.name.as_deref() != Some(name));
+            }
         }
+    }
+
+    pub fn analysis_run_mut(&mut self, name: &str) -> Option<&mut AnalysisRun> {
+        self.observed.analysis_runs.iter_mut().find(|r| r.metadata.name.as_deref() == Some(name))
     }
 
     /// The ReplicaSet controller and kubelets do their part; `observe` reads the stable's record
