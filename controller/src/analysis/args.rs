@@ -69,7 +69,7 @@ pub fn resolve(args: &[Argument], run: &ObjectMeta, secrets: &Secrets) -> Result
 }
 
 /// A downward-API style field of the run's metadata.
-fn field_value(meta: &ObjectMeta, path: &str) -> Option<String> {
+pub fn field_value(meta: &ObjectMeta, path: &str) -> Option<String> {
     let keyed = |prefix: &str, map: &Option<BTreeMap<String, String>>| {
         let key = path.strip_prefix(prefix)?.strip_suffix("']")?;
         map.as_ref()?.get(key).cloned()

@@ -7,6 +7,7 @@
 //! The planner's phases live in files named for what they decide; `planner.rs` runs them in
 //! order. See `docs/architecture.md` for the map.
 
+mod analysis;
 mod conditions;
 pub mod defaults;
 mod finalize;

@@ -16,7 +16,7 @@ use crate::api::{
 };
 
 /// The Rollout as the controlling owner of what it creates.
-fn owner(rollout: &Rollout) -> OwnerReference {
+pub(super) fn owner(rollout: &Rollout) -> OwnerReference {
     OwnerReference {
         api_version: "argoproj.io/v1alpha1".into(),
         kind: "Rollout".into(),

@@ -40,6 +40,8 @@ pub(super) struct Planner<'a> {
     pub(super) pause_expired_at: Option<Timestamp>,
     /// The canary weight this plan writes to the VirtualServices, if it changes them.
     pub(super) written_weight: Option<i32>,
+    /// The current step's Inconclusive run was promoted: the step is done.
+    pub(super) inconclusive_promoted: bool,
 }
 
 impl<'a> Planner<'a> {
@@ -78,6 +80,7 @@ impl<'a> Planner<'a> {
             stable_missing: false,
             pause_expired_at: None,
             written_weight: None,
+            inconclusive_promoted: false,
         }
     }
 
@@ -93,6 +96,7 @@ impl<'a> Planner<'a> {
         self.reset_on_change();
         self.initial_deploy();
         self.abort_and_retry();
+        self.assess_analysis();
         self.full_promotion();
         self.recreate_stable();
         self.advance_step(false);
@@ -101,6 +105,7 @@ impl<'a> Planner<'a> {
         self.route_traffic();
         self.advance_step(true);
         self.promote();
+        self.keep_analysis_runs();
         self.scale_down_others();
         self.ephemeral_metadata();
         self.scale_down_workload();

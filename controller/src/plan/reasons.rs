@@ -16,6 +16,8 @@ pub const INVALID_SPEC: &str = "InvalidSpec";
 
 /// The pause condition of a pause step.
 pub const CANARY_PAUSE_STEP: &str = "CanaryPauseStep";
+/// The pause condition of an Inconclusive analysis run.
+pub const INCONCLUSIVE_ANALYSIS_RUN: &str = "InconclusiveAnalysisRun";
 
 // Events (also ROLLOUT_ABORTED, ROLLOUT_PAUSED, ROLLOUT_COMPLETED, NEW_REPLICA_SET_CREATED and
 // INVALID_SPEC above).
@@ -33,3 +35,16 @@ pub const ROLLOUT_ABORT_IGNORED: &str = "RolloutAbortIgnored";
 pub const REPLICA_SET_RECREATED: &str = "ReplicaSetRecreated";
 pub const SCALING_WORKLOAD: &str = "ScalingWorkload";
 pub const WORKLOAD_RESTORED: &str = "WorkloadRestored";
+
+/// `AnalysisRun<Phase>`: the Event of a Rollout's run changing phase.
+pub fn analysis_run(phase: crate::api::AnalysisPhase) -> &'static str {
+    use crate::api::AnalysisPhase::*;
+    match phase {
+        Pending => "AnalysisRunPending",
+        Running => "AnalysisRunRunning",
+        Successful => "AnalysisRunSuccessful",
+        Failed => "AnalysisRunFailed",
+        Error => "AnalysisRunError",
+        Inconclusive => "AnalysisRunInconclusive",
+    }
+}

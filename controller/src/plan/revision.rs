@@ -98,16 +98,7 @@ impl<'a> Planner<'a> {
             self.events.push(Event { warning: true, reason: reasons::ROLLOUT_ABORT_IGNORED, message });
         }
         if self.aborted() {
-            if !self.valid.steps.is_empty() {
-                self.next.current_step_index = Some(0);
-            }
-            self.clear_pause();
-            self.next.promote_full = None;
-            if self.next.aborted_at.is_none() {
-                self.next.aborted_at = Some(self.stamp());
-                let message = self.aborted_message();
-                self.events.push(Event { warning: true, reason: reasons::ROLLOUT_ABORTED, message });
-            }
+            self.begin_abort(None);
         } else if self.next.aborted_at.is_some() {
             self.next.aborted_at = None;
             let message = "Retrying Rollout after abort";
@@ -120,6 +111,38 @@ impl<'a> Planner<'a> {
                 self.now,
             );
         }
+    }
+
+    /// Aborts the update (steps back to the start, pauses lifted), saying why when the controller
+    /// decided it (an analysis run's verdict) rather than a person.
+    pub(super) fn begin_abort(&mut self, reason: Option<&str>) {
+        self.next.abort = Some(true);
+        if !self.valid.steps.is_empty() {
+            self.next.current_step_index = Some(0);
+        }
+        self.clear_pause();
+        self.next.promote_full = None;
+        if self.next.aborted_at.is_some() {
+            return;
+        }
+        self.next.aborted_at = Some(self.stamp());
+        let message = match reason {
+            None => self.aborted_message(),
+            Some(reason) => {
+                let message = format!("{}: {reason}", self.aborted_message());
+                let status = cond::Status::False;
+                cond::set(
+                    &mut self.conditions,
+                    cond::PROGRESSING,
+                    status,
+                    reasons::ROLLOUT_ABORTED,
+                    &message,
+                    self.now,
+                );
+                message
+            }
+        };
+        self.events.push(Event { warning: true, reason: reasons::ROLLOUT_ABORTED, message });
     }
 
     pub(super) fn full_promotion(&mut self) {

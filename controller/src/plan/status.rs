@@ -153,6 +153,10 @@ impl<'a> Planner<'a> {
         if self.promoted() && self.waiting.is_none() {
             return;
         }
+        // An analysis step takes as long as its measurements: that is not a stall.
+        if self.current_step().is_some_and(|s| s.analysis.is_some()) && !self.aborted() {
+            return;
+        }
         let deadline = later(
             progressing.last_update_time.0,
             seconds(i64::from(

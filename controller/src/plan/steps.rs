@@ -28,6 +28,7 @@ impl<'a> Planner<'a> {
             || self.paused_by_user()
             || self.scaling_event()
             || self.stable_missing
+            || self.inconclusive_held()
     }
 
     /// Completes the current step if it is done. Asked twice per plan: before the writes are
@@ -52,6 +53,9 @@ impl<'a> Planner<'a> {
         }
         if let Some(pause) = &step.pause {
             return !writes_planned && self.pause_done(pause.duration.as_ref(), index);
+        }
+        if step.analysis.is_some() {
+            return !writes_planned && self.step_analysis_done(index);
         }
         if step.set_weight.is_none() && step.set_canary_scale.is_none() {
             return false;

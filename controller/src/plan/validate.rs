@@ -49,6 +49,7 @@ pub fn validate(observed: &Observed) -> Result<ValidRollout<'_>, String> {
     check_ephemeral_metadata(canary, &selector)?;
     let services = check_services(observed, canary, &template)?;
     let routers = routers::configured(observed, canary, services)?;
+    super::analysis::validate::check(observed, canary, &selector)?;
     Ok(ValidRollout { canary, steps, template, selector, services, routers })
 }
 
@@ -60,9 +61,7 @@ fn unsupported_features(spec: &RolloutSpec, canary: &CanaryStrategy) -> Result<(
         }
     };
     flag(&mut found, spec.strategy.blue_green.is_some(), "spec.strategy.blueGreen");
-    flag(&mut found, spec.analysis.is_some(), "spec.analysis");
     flag(&mut found, spec.rollback_window.is_some(), "spec.rollbackWindow");
-    flag(&mut found, canary.analysis.is_some(), "spec.strategy.canary.analysis");
     flag(&mut found, canary.anti_affinity.is_some(), "spec.strategy.canary.antiAffinity");
     flag(&mut found, canary.ping_pong.is_some(), "spec.strategy.canary.pingPong");
     flag(&mut found, canary.replica_progress_threshold.is_some(), "spec.strategy.canary.replicaProgressThreshold");
@@ -84,7 +83,6 @@ fn unsupported_features(spec: &RolloutSpec, canary: &CanaryStrategy) -> Result<(
     }
     for (index, step) in canary.steps.iter().flatten().enumerate() {
         for (present, kind) in [
-            (step.analysis.is_some(), "analysis"),
             (step.experiment.is_some(), "experiment"),
             (step.set_header_route.is_some(), "setHeaderRoute"),
             (step.set_mirror_route.is_some(), "setMirrorRoute"),

@@ -1,25 +1,52 @@
 //! Property tests of the invariants in `docs/architecture.md`, over random rollouts.
 
+use super::analysis::{analysis, analysis_step, with_templates};
 use super::sim::Sim;
 use super::*;
+use crate::api::{AnalysisPhase, RolloutAnalysisBackground};
 use proptest::prelude::*;
 
 fn any_step() -> impl Strategy<Value = CanaryStep> {
-    prop_oneof![(0..=100i32).prop_map(set_weight), proptest::option::of(0..5i32).prop_map(pause)]
+    prop_oneof![
+        (0..=100i32).prop_map(set_weight),
+        proptest::option::of(0..5i32).prop_map(pause),
+        Just(analysis_step("smoke"))
+    ]
 }
 
-fn any_scenario() -> impl Strategy<Value = (i32, Vec<CanaryStep>, bool, Vec<u8>)> {
-    (1..8i32, proptest::collection::vec(any_step(), 0..6), any::<bool>(), proptest::collection::vec(any::<u8>(), 1..40))
+/// Replicas, steps, traffic-routed, background analysis from this step, and the script.
+type Scenario = (i32, Vec<CanaryStep>, bool, Option<i32>, Vec<u8>);
+
+fn any_scenario() -> impl Strategy<Value = Scenario> {
+    (
+        1..8i32,
+        proptest::collection::vec(any_step(), 0..6),
+        any::<bool>(),
+        proptest::option::of(0..3i32),
+        proptest::collection::vec(any::<u8>(), 1..40),
+    )
 }
+
+const RUN_PHASES: [AnalysisPhase; 5] = [
+    AnalysisPhase::Running,
+    AnalysisPhase::Successful,
+    AnalysisPhase::Failed,
+    AnalysisPhase::Error,
+    AnalysisPhase::Inconclusive,
+];
 
 /// Drives random user actions (template changes, promotes, aborts, retries, scaling, time) and
 /// checks the invariants after every reconcile.
-fn check_invariants(replicas: i32, steps: Vec<CanaryStep>, routed: bool, script: Vec<u8>) -> Result<(), TestCaseError> {
-    let spec = rollout(replicas, steps);
-    let mut sim = Sim::new(observed(if routed { with_istio(spec) } else { spec }));
+fn check_invariants((replicas, steps, routed, background, script): Scenario) -> Result<(), TestCaseError> {
+    let mut spec = rollout(replicas, steps);
+    spec.spec.strategy.canary.as_mut().unwrap().analysis = background.map(|starting_step| RolloutAnalysisBackground {
+        analysis: analysis("smoke", json!([])),
+        starting_step: Some(starting_step),
+    });
+    let mut sim = with_templates(Sim::new(observed(if routed { with_istio(spec) } else { spec })));
     let mut image = 1;
     for byte in script {
-        match byte % 8 {
+        match byte % 10 {
             0 => {
                 image += 1;
                 sim.update_template(&format!("v{image}"));
@@ -29,6 +56,13 @@ fn check_invariants(replicas: i32, steps: Vec<CanaryStep>, routed: bool, script:
             3 => sim.set_status(|s| s.abort = Some(false)),
             4 => sim.observed.rollout.spec.replicas = Some(i32::from(byte % 7) + 1),
             5 => sim.ready = !sim.ready,
+            // The AnalysisRun controller ends or runs the newest run.
+            8 => {
+                if let Some(name) = sim.observed.analysis_runs.last().and_then(|r| r.metadata.name.clone()) {
+                    sim.end_run(&name, RUN_PHASES[usize::from(byte / 10) % RUN_PHASES.len()]);
+                }
+            }
+            9 => sim.set_status(|s| s.promote_full = Some(true)),
             _ => sim.observed.now += SignedDuration::from_secs(i64::from(byte % 40)),
         }
         for _ in 0..4 {
@@ -41,6 +75,27 @@ fn check_invariants(replicas: i32, steps: Vec<CanaryStep>, routed: bool, script:
             let jumps = plan.status.promote_full == Some(true)
                 || before.promote_full == Some(true)
                 || plan.status.stable_rs != before.stable_rs;
+            let steps =
+                sim.observed.rollout.spec.strategy.canary.as_ref().and_then(|c| c.steps.clone()).unwrap_or_default();
+            let at_analysis =
+                usize::try_from(index_before).ok().and_then(|i| steps.get(i)).is_some_and(|s| s.analysis.is_some());
+            if same_revision
+                && !jumps
+                && !plan.status.abort.unwrap_or(false)
+                && at_analysis
+                && index_after > index_before
+            {
+                // An analysis step is left only when its run succeeded, or was Inconclusive and promoted.
+                let run =
+                    before.canary.as_ref().and_then(|c| c.current_step_analysis_run_status.as_ref()).and_then(|s| {
+                        sim.observed.analysis_runs.iter().find(|r| r.metadata.name.as_ref() == Some(&s.name))
+                    });
+                let phase = run.and_then(|r| r.status.as_ref()).map(|s| s.phase);
+                prop_assert!(
+                    matches!(phase, Some(AnalysisPhase::Successful | AnalysisPhase::Inconclusive)),
+                    "analysis step {index_before} left with its run {phase:?}"
+                );
+            }
             if same_revision && !jumps && before.abort == plan.status.abort {
                 // A second step only when it is the setWeight step whose weight this plan writes.
                 let second_step = usize::try_from(index_before + 1).unwrap_or(0);
@@ -98,6 +153,16 @@ fn check_invariants(replicas: i32, steps: Vec<CanaryStep>, routed: bool, script:
                 prop_assert_eq!(weights.canary.weight + weights.stable.weight, 100);
             }
             sim.apply(&plan);
+            if plan.status.abort == Some(true) {
+                for run in &sim.observed.analysis_runs {
+                    let running = run.status.as_ref().is_none_or(|s| !s.phase.completed());
+                    prop_assert!(
+                        !running || run.spec.terminate,
+                        "aborted with run {:?} still running",
+                        run.metadata.name
+                    );
+                }
+            }
             sim.plans.push(plan);
             for service in sim.observed.services.values() {
                 if let Some(hash) = service.selector.get(POD_TEMPLATE_HASH_LABEL) {
@@ -120,7 +185,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
     #[test]
-    fn plans_keep_the_invariants((replicas, steps, routed, script) in any_scenario()) {
-        check_invariants(replicas, steps, routed, script)?;
+    fn plans_keep_the_invariants(scenario in any_scenario()) {
+        check_invariants(scenario)?;
     }
 }
