@@ -4,7 +4,8 @@
 //! - `Cache<K>` holds the objects of one watch by namespace/name, with one secondary index (e.g.
 //!   ReplicaSets by owner), and can keep only the objects a predicate accepts.
 //! - `References` records which objects each Rollout references (its Deployment, Services,
-//!   VirtualServices), so their caches keep only those and their events wake the right Rollouts.
+//!   VirtualServices, analysis templates), so their caches keep only those and their events wake
+//!   the right Rollouts.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
@@ -255,6 +256,11 @@ impl References {
         self.write().unconfirmed.retain(|_, referenced| *referenced > epoch);
     }
 
+    /// What `rollout` references now.
+    pub fn targets(&self, rollout: &RolloutKey) -> Vec<Key> {
+        self.read().targets.get(rollout).cloned().unwrap_or_default()
+    }
+
     pub fn rollouts_for(&self, target: &Key) -> Vec<RolloutKey> {
         self.read().rollouts.get(target).map(|r| r.iter().cloned().collect()).unwrap_or_default()
     }
@@ -358,5 +364,6 @@ mod tests {
         refs.remove(&key("r1"));
         assert!(refs.is_referenced(&key("svc")), "r2 still references it");
         assert_eq!(refs.set(&key("r2"), vec![key("other")]), vec![key("svc")], "dropped references are returned");
+        assert_eq!(refs.targets(&key("r2")), vec![key("other")]);
     }
 }

@@ -13,10 +13,11 @@ use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::mpsc;
 
-use crate::api::{Rollout, WorkloadKind};
+use crate::api::{AnalysisTemplate, ClusterAnalysisTemplate, Rollout, WorkloadKind};
 use crate::cache::{Cache, Key, References};
 use crate::cached::{CachedReplicaSet, CachedService};
 use crate::plan::{self, PlanConfig};
+use crate::run_store::RunStore;
 use crate::runtime::events::EventSink;
 use crate::runtime::metrics::Metrics;
 use crate::written::WrittenCopies;
@@ -33,6 +34,8 @@ pub enum Error {
     NameTaken(String),
     #[error("the apiserver rejected the pod template: {0}")]
     InvalidTemplate(String),
+    #[error("AnalysisRun {0} exists and belongs to something else")]
+    AnalysisRunTaken(String),
     #[error("the VirtualService API is not available")]
     NoVirtualServiceApi,
     #[error("caches are not synced yet")]
@@ -51,6 +54,7 @@ impl Error {
             Error::HashCollision(_) => "hash_collision",
             Error::NameTaken(_) => "name_taken",
             Error::InvalidTemplate(_) => "invalid_template",
+            Error::AnalysisRunTaken(_) => "analysis_run_taken",
             Error::NoVirtualServiceApi => "no_virtualservice_api",
             Error::NotSynced => "not_synced",
         }
@@ -127,6 +131,11 @@ pub struct Context {
     pub pod_templates: Watched<PodTemplate>,
     pub services: Watched<CachedService>,
     pub virtual_services: Watched<DynamicObject>,
+    /// AnalysisRuns, watched once for this loop and the AnalysisRun loop.
+    pub analysis_runs: RunStore,
+    pub analysis_templates: Watched<AnalysisTemplate>,
+    /// Watched only without --namespace (a Role can't grant a cluster-scoped kind).
+    pub cluster_analysis_templates: Watched<ClusterAnalysisTemplate>,
     virtual_service_api: RwLock<Option<ApiResource>>,
     pub events: EventSink,
     pub metrics: Metrics,
@@ -136,12 +145,20 @@ pub struct Context {
     failures: Mutex<HashMap<Key, u32>>,
     /// Where watches started later send reconcile requests.
     pub triggers: OnceLock<mpsc::Sender<Trigger>>,
-    /// Starts the watch of a workloadRef kind the first time a Rollout uses one (set by `run`).
-    pub workload_watches: OnceLock<fn(&Arc<Context>, WorkloadKind)>,
+    /// Starts the watch of a rarely used kind the first time a Rollout uses one (set by `run`).
+    pub lazy_watches: OnceLock<fn(&Arc<Context>, Lazy)>,
 }
 
 /// A request to reconcile one Rollout.
 pub type Trigger = ObjectRef<DeserializeGuard<Rollout>>;
+
+/// A kind watched only once a Rollout references an object of it.
+#[derive(Clone, Copy, Debug)]
+pub enum Lazy {
+    Workload(WorkloadKind),
+    AnalysisTemplates,
+    ClusterAnalysisTemplates,
+}
 
 impl Context {
     /// `instance` names this process in Events (reportingInstance).
@@ -156,13 +173,16 @@ impl Context {
             pod_templates: Watched::new(),
             services: Watched::new(),
             virtual_services: Watched::new(),
+            analysis_runs: RunStore::default(),
+            analysis_templates: Watched::new(),
+            cluster_analysis_templates: Watched::new(),
             virtual_service_api: RwLock::new(None),
             events,
             metrics,
             written: WrittenCopies::default(),
             failures: Mutex::default(),
             triggers: OnceLock::new(),
-            workload_watches: OnceLock::new(),
+            lazy_watches: OnceLock::new(),
         }
     }
 
@@ -179,9 +199,9 @@ impl Context {
         *count
     }
 
-    /// Asks for the objects of a workloadRef kind to be watched (and cached) from now on.
-    pub fn watch_workload_kind(self: &Arc<Self>, kind: WorkloadKind) {
-        if let Some(start) = self.workload_watches.get() {
+    /// Asks for the objects of `kind` to be watched (and cached) from now on.
+    pub fn watch_kind(self: &Arc<Self>, kind: Lazy) {
+        if let Some(start) = self.lazy_watches.get() {
             start(self, kind);
         }
     }
@@ -202,6 +222,8 @@ impl Context {
             &self.pod_templates.refs,
             &self.services.refs,
             &self.virtual_services.refs,
+            &self.analysis_templates.refs,
+            &self.cluster_analysis_templates.refs,
         ] {
             refs.remove(rollout);
         }
@@ -232,5 +254,8 @@ impl Context {
             && self.pod_templates.synced_or_idle()
             && self.services.synced_or_idle()
             && self.virtual_services.synced_or_idle()
+            && self.analysis_runs.synced()
+            && self.analysis_templates.synced_or_idle()
+            && self.cluster_analysis_templates.synced_or_idle()
     }
 }

@@ -11,5 +11,6 @@ pub mod observe;
 pub mod plan;
 pub mod reconcile;
 pub mod run;
+pub mod run_store;
 pub mod runtime;
 pub mod written;

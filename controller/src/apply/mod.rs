@@ -10,8 +10,8 @@ mod rollout;
 mod service;
 mod workload;
 
-use kube::ResourceExt;
-use kube::api::PatchParams;
+use kube::api::{PatchParams, PostParams};
+use kube::{Resource, ResourceExt};
 
 use crate::api::{FIELD_MANAGER, Rollout};
 use crate::context::{Context, Error};
@@ -21,6 +21,28 @@ pub use rollout::{merge_diff, write_unreadable};
 
 fn params() -> PatchParams {
     PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }
+}
+
+fn post_params() -> PostParams {
+    PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }
+}
+
+/// Whether `rollout` is the controller of `object`.
+fn controlled_by<K: Resource>(object: &K, rollout: &Rollout) -> bool {
+    object
+        .owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && Some(&o.uid) == rollout.metadata.uid.as_ref())
+}
+
+/// A write to an object that is gone (a retried delete, a run deleted meanwhile) has nothing left
+/// to do.
+fn done_if_gone<T>(result: kube::Result<T>) -> Result<(), Error> {
+    match result {
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(error.into()),
+        Ok(_) => Ok(()),
+    }
 }
 
 /// Runs `plan` for `observed.rollout`. Returns the Rollout as written, when the status changed.

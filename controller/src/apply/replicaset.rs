@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use kube::api::{Api, DeleteParams, Patch, PostParams};
+use kube::api::{Api, DeleteParams, Patch};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::params;
-use crate::api::{FIELD_MANAGER, Rollout};
+use super::{controlled_by, done_if_gone, params, post_params};
+use crate::api::Rollout;
 use crate::context::{Context, Error};
 use crate::plan::metadata::MetadataChange;
 
@@ -16,18 +16,13 @@ fn api(ctx: &Context, rollout: &Rollout) -> Api<ReplicaSet> {
     Api::namespaced(ctx.client.clone(), rollout.meta().namespace.as_deref().unwrap_or_default())
 }
 
-fn owned_by(rs: &ReplicaSet, rollout: &Rollout) -> bool {
-    rs.owner_references().iter().any(|o| o.controller == Some(true) && Some(&o.uid) == rollout.metadata.uid.as_ref())
-}
-
 pub async fn create(ctx: &Context, rollout: &Rollout, rs: &ReplicaSet) -> Result<(), Error> {
-    let post = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
-    match api(ctx, rollout).create(&post, rs).await {
+    match api(ctx, rollout).create(&post_params(), rs).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 409 => {
             // Ours already (a stale cache), or another object holds the name: a hash collision.
             let existing = api(ctx, rollout).get_opt(&rs.name_any()).await?;
-            if existing.as_ref().is_some_and(|existing| owned_by(existing, rollout)) {
+            if existing.as_ref().is_some_and(|existing| controlled_by(existing, rollout)) {
                 return Ok(());
             }
             Err(Error::HashCollision(rs.name_any()))
@@ -79,9 +74,5 @@ pub async fn set_template_metadata(
 }
 
 pub async fn delete(ctx: &Context, rollout: &Rollout, name: &str) -> Result<(), Error> {
-    match api(ctx, rollout).delete(name, &DeleteParams::background()).await {
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(error) => Err(error.into()),
-        Ok(_) => Ok(()),
-    }
+    done_if_gone(api(ctx, rollout).delete(name, &DeleteParams::background()).await)
 }

@@ -3,9 +3,10 @@
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use kube::Resource;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams};
 
-use crate::api::{FIELD_MANAGER, Rollout};
+use super::{done_if_gone, post_params};
+use crate::api::Rollout;
 use crate::context::{Context, Error};
 
 fn api(ctx: &Context, rollout: &Rollout) -> Api<ControllerRevision> {
@@ -14,8 +15,7 @@ fn api(ctx: &Context, rollout: &Rollout) -> Api<ControllerRevision> {
 
 /// Creates the record; one that exists already (a retried plan) is the same template.
 pub async fn record(ctx: &Context, rollout: &Rollout, revision: &ControllerRevision) -> Result<(), Error> {
-    let post = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
-    match api(ctx, rollout).create(&post, revision).await {
+    match api(ctx, rollout).create(&post_params(), revision).await {
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
         Err(error) => Err(error.into()),
         Ok(_) => Ok(()),
@@ -23,9 +23,5 @@ pub async fn record(ctx: &Context, rollout: &Rollout, revision: &ControllerRevis
 }
 
 pub async fn delete(ctx: &Context, rollout: &Rollout, name: &str) -> Result<(), Error> {
-    match api(ctx, rollout).delete(name, &DeleteParams::background()).await {
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(error) => Err(error.into()),
-        Ok(_) => Ok(()),
-    }
+    done_if_gone(api(ctx, rollout).delete(name, &DeleteParams::background()).await)
 }

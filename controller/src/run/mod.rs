@@ -77,7 +77,7 @@ pub async fn run(
     register_existing(&ctx, &options.settings).await;
     let (triggers, trigger_receiver) = mpsc::channel(4096);
     let trigger_receiver = Arc::new(tokio::sync::Mutex::new(trigger_receiver));
-    start_watches(&ctx, &triggers).await;
+    start_watches(&ctx, &analysis, &triggers).await;
     wait_for_sync(&ctx, stopping.clone()).await;
     health.caches_synced.store(true, Ordering::SeqCst);
 

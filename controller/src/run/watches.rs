@@ -1,6 +1,7 @@
-//! The watches that fill the caches: ReplicaSets with the pod-template-hash label, and only the
-//! objects Rollouts reference (Deployments, Services, VirtualServices, and workload ReplicaSets
-//! and PodTemplates once a Rollout uses one). A change wakes the Rollouts it concerns.
+//! The watches that fill the caches: ReplicaSets with the pod-template-hash label, AnalysisRuns
+//! (one watch for both loops), and only the objects Rollouts reference (Deployments, Services,
+//! VirtualServices, and workload ReplicaSets and PodTemplates, AnalysisTemplates and
+//! ClusterAnalysisTemplates once a Rollout uses one). A change wakes the Rollouts it concerns.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,12 +17,16 @@ use kube::{Client, Resource, ResourceExt, discovery};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
-use crate::api::{POD_TEMPLATE_HASH_LABEL, TRAFFIC_CHANGED_ANNOTATION, WorkloadKind};
+use crate::analysis::reconcile::Analysis;
+use crate::api::{
+    AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate, POD_TEMPLATE_HASH_LABEL, TRAFFIC_CHANGED_ANNOTATION,
+    WorkloadKind,
+};
 use crate::cache::{Key, key_of};
 use crate::cached::{CachedReplicaSet, CachedService};
-use crate::context::{Context, Trigger, Watched};
+use crate::context::{Context, Lazy, Trigger, Watched};
 
-use super::scoped_api;
+use super::{instance_selector, scoped_api};
 
 fn rollout_trigger(key: &Key) -> Trigger {
     ObjectRef::new(&key.1).within(&key.0)
@@ -81,21 +86,47 @@ async fn watch_replica_sets(ctx: Arc<Context>, triggers: mpsc::Sender<Trigger>) 
     let mut events =
         std::pin::pin!(events(api, watcher::Config::default().labels(POD_TEMPLATE_HASH_LABEL), strip_managed_fields));
     while let Some(event) = events.next().await {
-        let owners =
-            ctx.replica_sets.apply(event, |_| true).iter().flat_map(|rs| owner_rollout(rs)).collect::<Vec<_>>();
+        let owners = ctx
+            .replica_sets
+            .apply(event, |_| true)
+            .iter()
+            .flat_map(|rs| owner_rollout(rs.as_ref()))
+            .collect::<Vec<_>>();
         if !send_all(&triggers, owners).await {
             return;
         }
     }
 }
 
-fn owner_rollout(rs: &CachedReplicaSet) -> Vec<Key> {
-    let namespace = rs.metadata.namespace.clone().unwrap_or_default();
-    rs.owner_references()
+fn owner_rollout<K: Resource>(object: &K) -> Vec<Key> {
+    let namespace = object.namespace().unwrap_or_default();
+    object
+        .owner_references()
         .iter()
         .filter(|o| o.kind == "Rollout" && o.controller == Some(true))
         .map(|o| (namespace.clone(), o.name.clone()))
         .collect()
+}
+
+/// The AnalysisRuns of this instance, for both loops: the store the AnalysisRun loop reconciles
+/// from, and the index by controller. A change goes to the AnalysisRun loop (while this process
+/// leads) and wakes the Rollout that controls the run.
+async fn watch_analysis_runs(ctx: Arc<Context>, analysis: Arc<Analysis>, triggers: mpsc::Sender<Trigger>) {
+    let api: Api<AnalysisRun> = scoped_api(&ctx.client, &ctx.settings);
+    let config = watcher::Config::default().labels(&instance_selector(&ctx.settings));
+    let mut events = std::pin::pin!(events(api, config, strip_managed_fields));
+    while let Some(event) = events.next().await {
+        if let Event::Delete(run) = &event {
+            tracing::debug!(name = %run.name_any(), "analysis run deleted");
+            analysis.forget(run);
+        }
+        let changed = ctx.analysis_runs.apply(event);
+        let owners: Vec<Key> = changed.iter().flat_map(|run| owner_rollout(run.as_ref())).collect();
+        ctx.analysis_runs.request(&changed).await;
+        if !send_all(&triggers, owners).await {
+            return;
+        }
+    }
 }
 
 /// Objects of one kind that Rollouts reference: only those are kept, and a change wakes the
@@ -130,13 +161,14 @@ async fn watch_references<K>(
     }
 }
 
-pub(super) async fn start_watches(ctx: &Arc<Context>, triggers: &mpsc::Sender<Trigger>) {
+pub(super) async fn start_watches(ctx: &Arc<Context>, analysis: &Arc<Analysis>, triggers: &mpsc::Sender<Trigger>) {
     let (client, settings) = (&ctx.client, &ctx.settings);
     let _ = ctx.triggers.set(triggers.clone());
-    let _ = ctx.workload_watches.set(watch_workload_kind);
+    let _ = ctx.lazy_watches.set(watch_lazy_kind);
     ctx.deployments.claim_start();
     ctx.services.claim_start();
     tokio::spawn(watch_replica_sets(ctx.clone(), triggers.clone()));
+    tokio::spawn(watch_analysis_runs(ctx.clone(), analysis.clone(), triggers.clone()));
     tokio::spawn(watch_references(
         ctx.clone(),
         scoped_api::<Deployment>(client, settings),
@@ -155,28 +187,40 @@ pub(super) async fn start_watches(ctx: &Arc<Context>, triggers: &mpsc::Sender<Tr
     tokio::spawn(watch_virtual_services(ctx.clone(), triggers.clone()));
 }
 
-/// Starts the watch of a workloadRef kind the first time a Rollout uses it: ReplicaSet and
-/// PodTemplate workloads are rare, and watching every ReplicaSet of the cluster isn't free.
-fn watch_workload_kind(ctx: &Arc<Context>, kind: WorkloadKind) {
+/// Starts the watch of a kind the first time a Rollout uses it: ReplicaSet and PodTemplate
+/// workloads are rare (and watching every ReplicaSet of the cluster isn't free), and so are
+/// Rollouts with analysis. ClusterAnalysisTemplates are asked for only without --namespace.
+fn watch_lazy_kind(ctx: &Arc<Context>, kind: Lazy) {
     let Some(triggers) = ctx.triggers.get().cloned() else { return };
     let (client, settings) = (&ctx.client, &ctx.settings);
     match kind {
-        WorkloadKind::ReplicaSet if ctx.workload_replica_sets.claim_start() => {
-            let api = scoped_api::<ReplicaSet>(client, settings);
-            tokio::spawn(watch_references(
-                ctx.clone(),
-                api,
-                |c| &c.workload_replica_sets,
-                strip_managed_fields,
-                triggers,
-            ));
+        Lazy::Workload(WorkloadKind::ReplicaSet) if ctx.workload_replica_sets.claim_start() => {
+            spawn_references(ctx, scoped_api::<ReplicaSet>(client, settings), |c| &c.workload_replica_sets, triggers);
         }
-        WorkloadKind::PodTemplate if ctx.pod_templates.claim_start() => {
-            let api = scoped_api::<PodTemplate>(client, settings);
-            tokio::spawn(watch_references(ctx.clone(), api, |c| &c.pod_templates, strip_managed_fields, triggers));
+        Lazy::Workload(WorkloadKind::PodTemplate) if ctx.pod_templates.claim_start() => {
+            spawn_references(ctx, scoped_api::<PodTemplate>(client, settings), |c| &c.pod_templates, triggers);
+        }
+        Lazy::AnalysisTemplates if ctx.analysis_templates.claim_start() => {
+            let api = scoped_api::<AnalysisTemplate>(client, settings);
+            spawn_references(ctx, api, |c| &c.analysis_templates, triggers);
+        }
+        Lazy::ClusterAnalysisTemplates if ctx.cluster_analysis_templates.claim_start() => {
+            let api = Api::<ClusterAnalysisTemplate>::all(client.clone());
+            spawn_references(ctx, api, |c| &c.cluster_analysis_templates, triggers);
         }
         _ => {}
     }
+}
+
+fn spawn_references<K>(
+    ctx: &Arc<Context>,
+    api: Api<K>,
+    watched: fn(&Context) -> &Watched<K>,
+    triggers: mpsc::Sender<Trigger>,
+) where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    tokio::spawn(watch_references(ctx.clone(), api, watched, strip_managed_fields, triggers));
 }
 
 /// The newest served version of networking.istio.io VirtualServices, if the cluster has any.

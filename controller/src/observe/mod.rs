@@ -1,7 +1,10 @@
 //! Builds one `Observed` snapshot per reconcile from the caches. The network is used only for
 //! what a cache can't answer: an object referenced for the first time, Services the Rollout no
-//! longer names (to release them), pods while a restart is due, and the stable template's record
-//! (a ControllerRevision) while the stable ReplicaSet is missing.
+//! longer names (to release them), pods while a restart is due, the stable template's record
+//! (a ControllerRevision) while the stable ReplicaSet is missing, and ClusterAnalysisTemplates
+//! in namespace mode. Its analysis (runs and templates) is in `analysis.rs`.
+
+mod analysis;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,7 +23,7 @@ use crate::api::{
 };
 use crate::cache::{Key, key_of};
 use crate::cached::{CachedReplicaSet, CachedService};
-use crate::context::{Context, Error, Watched};
+use crate::context::{Context, Error, Lazy, Watched};
 use crate::plan::{
     self, Observed, PodView, RecordedTemplate, ReplicaSetView, ServiceView, VirtualServiceView, Workload, metadata,
     routers,
@@ -91,6 +94,7 @@ pub async fn observe(ctx: &Arc<Context>, rollout: &Rollout, now: Timestamp) -> R
     let released = register(ctx, rollout, &refs);
 
     let workload = observe_workload(ctx, rollout).await?;
+    let analysis_templates = analysis::templates(ctx, rollout).await?;
 
     let services_api = Api::<CachedService>::namespaced(client.clone(), &namespace);
     let mut services = BTreeMap::new();
@@ -166,8 +170,8 @@ pub async fn observe(ctx: &Arc<Context>, rollout: &Rollout, now: Timestamp) -> R
         virtual_services,
         pods,
         stable_template,
-        analysis_runs: Vec::new(),
-        analysis_templates: BTreeMap::new(),
+        analysis_runs: analysis::runs(ctx, rollout),
+        analysis_templates,
         now,
         config: ctx.settings.plan,
     })
@@ -192,7 +196,7 @@ async fn observe_workload(ctx: &Arc<Context>, rollout: &Rollout) -> Result<Optio
     let client = ctx.client.clone();
     let reference = rollout.spec.workload_ref.as_ref();
     let Some(reference) = reference else { return Ok(None) };
-    ctx.watch_workload_kind(reference.kind);
+    ctx.watch_kind(Lazy::Workload(reference.kind));
     let key = (namespace.clone(), reference.name.clone());
     Ok(match reference.kind {
         WorkloadKind::Deployment => {
