@@ -109,7 +109,9 @@ impl<'a> Planner<'a> {
 
     /// Starts the runs the rollout needs now, and stops and clears away the others.
     pub(super) fn keep_analysis_runs(&mut self) {
-        if self.promoted() {
+        // Done with analysis: the runs still measuring stop now. (An abort keeps its runs in the
+        // status, to show why.)
+        if self.promoted() || self.next.promote_full == Some(true) {
             self.set_run_status(RunKind::Background, None);
             self.set_run_status(RunKind::Step(0), None);
         }

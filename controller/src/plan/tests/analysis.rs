@@ -231,6 +231,9 @@ fn full_promotion_and_a_new_revision_terminate_the_runs_in_flight() {
     assert_eq!(sim.background_run(), Some(format!("web-{v3}-3")));
     assert_eq!(sim.step_run(), Some(format!("web-{v3}-3-1")));
     sim.set_status(|s| s.promote_full = Some(true));
+    let plan = sim.step();
+    let terminated = plan.actions.iter().filter(|a| matches!(a, Action::TerminateAnalysisRun { .. })).count();
+    assert_eq!(terminated, 2, "promote --full stops the step and background runs at once");
     sim.run_for(40);
     assert!(sim.observed.analysis_runs.iter().all(|r| r.spec.terminate), "promote --full stops every run");
     assert_eq!((sim.step_run(), sim.background_run()), (None, None));
