@@ -11,11 +11,11 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, Resource, ResourceExt};
-use rollouts_controller::api::{POD_TEMPLATE_HASH_LABEL, Rollout, WorkloadKind};
+use rollouts_controller::api::{AnalysisRun, POD_TEMPLATE_HASH_LABEL, Rollout, WorkloadKind};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::family::{Family, Visible};
+use crate::family::{Family, Visible, analysis_run_selector};
 use crate::suggest::closest;
 
 /// A namespaced object the plugin reads, watches and patches by name (a Rollout, an AnalysisRun).
@@ -247,12 +247,16 @@ impl Cluster {
         Ok(api.list(&ListParams::default()).await.map_err(|error| explain(error, request))?.items)
     }
 
-    /// The rollout's ReplicaSets and pods, as far as the user may list them.
+    /// The rollout's ReplicaSets, pods and AnalysisRuns, as far as the user may list them.
     pub async fn family(&self, rollout: &Rollout) -> Result<Family> {
-        let replica_sets = list_visible::<ReplicaSet>(&self.client, Some(&self.namespace), "replicasets").await?;
-        let pods = list_visible::<Pod>(&self.client, Some(&self.namespace), "pods").await?;
+        let namespace = Some(self.namespace.as_str());
+        let replica_sets = list_visible::<ReplicaSet>(&self.client, namespace, "replicasets").await?;
+        let pods = list_visible::<Pod>(&self.client, namespace, "pods").await?;
+        let runs =
+            list_selected::<AnalysisRun>(&self.client, namespace, "analysisruns", &analysis_run_selector(rollout))
+                .await?;
         let workload_generation = self.workload_generation(rollout).await;
-        Ok(Family { workload_generation, ..Family::of(rollout, replica_sets, pods) })
+        Ok(Family { workload_generation, ..Family::of(rollout, replica_sets, pods, runs) })
     }
 
     /// `metadata.generation` of the Deployment the rollout's workloadRef names; `None` when there
@@ -269,11 +273,24 @@ pub async fn list_visible<K>(client: &Client, namespace: Option<&str>, resource:
 where
     K: kube::Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + fmt::Debug,
 {
+    list_selected(client, namespace, resource, POD_TEMPLATE_HASH_LABEL).await
+}
+
+/// Objects matching the label `selector` in `namespace` (`None`: everywhere), or `Forbidden`.
+async fn list_selected<K>(
+    client: &Client,
+    namespace: Option<&str>,
+    resource: &str,
+    selector: &str,
+) -> Result<Visible<K>>
+where
+    K: kube::Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + fmt::Debug,
+{
     let api: Api<K> = match namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
     };
-    match api.list(&ListParams::default().labels(POD_TEMPLATE_HASH_LABEL)).await {
+    match api.list(&ListParams::default().labels(selector)).await {
         Ok(list) => Ok(Visible::Items(list.items)),
         Err(error) if status_code(&error) == Some(403) => Ok(Visible::Forbidden),
         Err(error) => Err(explain(error, Request::new(Verb::List, resource, None, namespace))),

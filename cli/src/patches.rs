@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::jiff::Timestamp;
-use rollouts_controller::api::{POD_TEMPLATE_HASH_LABEL, Rollout};
+use rollouts_controller::api::{AnalysisPhase, POD_TEMPLATE_HASH_LABEL, Rollout};
 use serde_json::{Value, json};
 
 use crate::family::{revision_of, template_hash};
@@ -22,14 +22,20 @@ fn unpause_if_paused(rollout: &Rollout) -> Option<Value> {
 }
 
 /// `promote`: end the current pause, or else skip the current step; and lift a manual pause.
+/// A pause for an Inconclusive step analysis ends by skipping that step.
 pub fn promote(rollout: &Rollout) -> Promotion {
     let status = rollout.status.clone().unwrap_or_default();
     let steps = rollout.spec.strategy.canary.as_ref().and_then(|c| c.steps.as_ref()).map_or(0, Vec::len);
-    let status_patch = if status.pause_conditions.as_ref().is_some_and(|p| !p.is_empty()) {
+    let total = i32::try_from(steps).unwrap_or(i32::MAX);
+    let next = status.current_step_index.unwrap_or(0).saturating_add(1).min(total);
+    let paused = status.pause_conditions.as_ref().is_some_and(|p| !p.is_empty());
+    let step_run = status.canary.as_ref().and_then(|c| c.current_step_analysis_run_status.as_ref());
+    let inconclusive = step_run.is_some_and(|run| run.status == AnalysisPhase::Inconclusive.as_str());
+    let status_patch = if inconclusive && paused && status.controller_pause == Some(true) {
+        Some(json!({"status": {"pauseConditions": null, "controllerPause": false, "currentStepIndex": next}}))
+    } else if paused {
         Some(json!({"status": {"pauseConditions": null}}))
     } else if steps > 0 {
-        let total = i32::try_from(steps).unwrap_or(i32::MAX);
-        let next = status.current_step_index.unwrap_or(0).saturating_add(1).min(total);
         Some(json!({"status": {"pauseConditions": null, "currentStepIndex": next}}))
     } else {
         None
@@ -186,6 +192,51 @@ status:
         // Past the last step it stays at the end.
         ro.status.as_mut().expect("fixture has a status").current_step_index = Some(3);
         assert_eq!(promote(&ro).status, Some(json!({"status": {"pauseConditions": null, "currentStepIndex": 3}})));
+    }
+
+    const INCONCLUSIVE_AT_ANALYSIS: &str = r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: web}
+spec:
+  strategy:
+    canary:
+      steps: [{setWeight: 25}, {analysis: {templates: [{templateName: success-rate}]}}]
+status:
+  currentStepIndex: 1
+  currentPodHash: new
+  stableRS: old
+  controllerPause: true
+  pauseConditions: [{reason: InconclusiveAnalysisRun, startTime: "2026-01-01T00:00:00Z"}]
+  canary:
+    currentStepAnalysisRunStatus: {name: web-new-2-1, status: Inconclusive}
+"#;
+
+    #[test]
+    fn promote_past_an_inconclusive_step_analysis_skips_the_step() {
+        let mut ro = rollout(INCONCLUSIVE_AT_ANALYSIS);
+        let skip = json!({"status": {"pauseConditions": null, "controllerPause": false, "currentStepIndex": 2}});
+        assert_eq!(promote(&ro).status, Some(skip.clone()));
+        // Already past the last step: the index stays at the end.
+        ro.status.as_mut().expect("fixture has a status").current_step_index = Some(2);
+        assert_eq!(promote(&ro).status, Some(skip));
+    }
+
+    #[test]
+    fn an_inconclusive_step_analysis_alone_does_not_skip_the_step() {
+        let clear = Some(json!({"status": {"pauseConditions": null}}));
+        let mut ro = rollout(INCONCLUSIVE_AT_ANALYSIS);
+        ro.status.as_mut().expect("fixture has a status").controller_pause = None;
+        assert_eq!(promote(&ro).status, clear, "not paused by the controller");
+        let mut ro = rollout(INCONCLUSIVE_AT_ANALYSIS);
+        let canary = ro.status.as_mut().and_then(|s| s.canary.as_mut()).expect("fixture has a canary status");
+        let step_run = canary.current_step_analysis_run_status.take().expect("fixture has a step run");
+        canary.current_background_analysis_run_status = Some(step_run);
+        assert_eq!(promote(&ro).status, clear, "only the background run is inconclusive");
+        let mut ro = rollout(INCONCLUSIVE_AT_ANALYSIS);
+        ro.status.as_mut().expect("fixture has a status").pause_conditions = Some(vec![]);
+        let skip = json!({"status": {"pauseConditions": null, "currentStepIndex": 2}});
+        assert_eq!(promote(&ro).status, Some(skip), "no pause condition: the plain step skip");
     }
 
     #[test]

@@ -1,104 +1,12 @@
 //! Snapshots of what `get`, `list` and `status` print, from fixture objects at a fixed time and
 //! without colour. Review changes with `cargo insta review` (or INSTA_UPDATE=always).
 
-use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::jiff::Timestamp;
+mod fixtures;
+
+use fixtures::{Fixture, Revision, fixture, now};
 use kubectl_rollouts::family::{Family, Visible};
 use kubectl_rollouts::phase::client_phase;
 use kubectl_rollouts::render::{Style, Summary, render_get, render_list};
-use rollouts_controller::api::{POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION, Rollout};
-use serde_json::json;
-
-const NOW: &str = "2026-03-01T12:00:00Z";
-
-fn now() -> Timestamp {
-    NOW.parse().expect("a valid time")
-}
-
-/// A rollout fixture: the YAML of its Rollout, and its ReplicaSets with their pods.
-struct Fixture {
-    rollout: Rollout,
-    replica_sets: Vec<ReplicaSet>,
-    pods: Vec<Pod>,
-}
-
-/// A ReplicaSet of the rollout `web` (uid `uid-web`) and its pods, all ready unless `ready` says.
-struct Revision {
-    hash: &'static str,
-    revision: u64,
-    image: &'static str,
-    desired: i32,
-    ready: i32,
-    created: &'static str,
-}
-
-fn fixture(rollout_yaml: &str, revisions: &[Revision]) -> Fixture {
-    let rollout: Rollout = serde_saphyr::from_str(rollout_yaml).expect("the Rollout fixture parses");
-    let mut replica_sets = Vec::new();
-    let mut pods = Vec::new();
-    for r in revisions {
-        let name = format!("web-{}", r.hash);
-        let labels = json!({"app": "web", POD_TEMPLATE_HASH_LABEL: r.hash});
-        replica_sets.push(
-            serde_json::from_value(json!({
-                "metadata": {
-                    "name": name, "namespace": "shop", "uid": format!("uid-{name}"), "labels": labels,
-                    "creationTimestamp": r.created,
-                    "annotations": {REVISION_ANNOTATION: r.revision.to_string()},
-                    "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "web",
-                                         "uid": "uid-web", "controller": true}]
-                },
-                "spec": {
-                    "replicas": r.desired,
-                    "selector": {"matchLabels": labels},
-                    "template": {"metadata": {"labels": labels},
-                                 "spec": {"containers": [{"name": "web", "image": r.image}]}}
-                },
-                "status": {"replicas": r.desired, "readyReplicas": r.ready, "availableReplicas": r.ready}
-            }))
-            .expect("the ReplicaSet fixture parses"),
-        );
-        for index in 0..r.desired {
-            let ready = index < r.ready;
-            pods.push(
-                serde_json::from_value(json!({
-                    "metadata": {
-                        "name": format!("{name}-pod{index}"), "namespace": "shop", "labels": labels,
-                        "creationTimestamp": r.created,
-                        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name,
-                                             "uid": format!("uid-{name}"), "controller": true}]
-                    },
-                    "spec": {"containers": [{"name": "web", "image": r.image}]},
-                    "status": {
-                        "phase": if ready { "Running" } else { "Pending" },
-                        "containerStatuses": [{
-                            "name": "web", "image": r.image, "imageID": "", "ready": ready, "restartCount": 0,
-                            "state": if ready { json!({"running": {}}) }
-                                     else { json!({"waiting": {"reason": "ContainerCreating"}}) }
-                        }]
-                    }
-                }))
-                .expect("the Pod fixture parses"),
-            );
-        }
-    }
-    Fixture { rollout, replica_sets, pods }
-}
-
-impl Fixture {
-    fn family(&self) -> Family {
-        Family::of(&self.rollout, Visible::Items(self.replica_sets.clone()), Visible::Items(self.pods.clone()))
-    }
-
-    fn get(&self) -> String {
-        render_get(&self.rollout, &self.family(), now(), Style::PLAIN)
-    }
-
-    fn summary(&self) -> Summary {
-        Summary::of(&self.rollout, Some(&self.replica_sets), None, now())
-    }
-}
 
 const STEPS: &str = "[{setWeight: 25}, {pause: {}}, {setWeight: 50}, {pause: {duration: 30s}}]";
 
@@ -344,14 +252,14 @@ fn get_invalid_spec() {
 #[test]
 fn get_without_permission_to_list_replica_sets() {
     let fixture = progressing();
-    let family = Family::of(&fixture.rollout, Visible::Forbidden, Visible::Forbidden);
+    let family = Family::of(&fixture.rollout, Visible::Forbidden, Visible::Forbidden, Visible::Forbidden);
     insta::assert_snapshot!(render_get(&fixture.rollout, &family, now(), Style::PLAIN));
 }
 
 #[test]
 fn get_without_permission_to_list_pods() {
     let fixture = healthy();
-    let family = Family::of(&fixture.rollout, Visible::Items(fixture.replica_sets.clone()), Visible::Forbidden);
+    let family = Family { pods: Visible::Forbidden, ..fixture.family() };
     insta::assert_snapshot!(render_get(&fixture.rollout, &family, now(), Style::PLAIN));
 }
 

@@ -13,9 +13,9 @@ use super::{Health, Style, age_of, since, table};
 /// Measurements shown per metric: the newest ones (the run keeps up to its retention limit).
 const SHOWN_MEASUREMENTS: usize = 5;
 /// Characters of a run's message that `list` shows.
-const LIST_MESSAGE_WIDTH: usize = 60;
+pub(super) const LIST_MESSAGE_WIDTH: usize = 60;
 
-fn health(phase: AnalysisPhase) -> Health {
+pub(super) fn health(phase: AnalysisPhase) -> Health {
     match phase {
         AnalysisPhase::Successful => Health::Healthy,
         AnalysisPhase::Pending | AnalysisPhase::Running => Health::Progressing,
@@ -25,20 +25,28 @@ fn health(phase: AnalysisPhase) -> Health {
     }
 }
 
-fn badge(style: Style, phase: AnalysisPhase) -> String {
+pub(super) fn badge(style: Style, phase: AnalysisPhase) -> String {
     style.badge(health(phase), phase.as_str())
 }
 
+/// The badge of a run's phase as a Rollout's status writes it (text the plugin may not know).
+pub(super) fn status_badge(style: Style, status: &str) -> String {
+    match serde_json::from_value(serde_json::Value::from(status)) {
+        Ok(phase) => badge(style, phase),
+        Err(_) => style.badge(Health::Unknown, status),
+    }
+}
+
 /// A metric of the spec with its result, or a result whose metric left the spec.
-struct MetricView<'a> {
-    name: &'a str,
+pub(super) struct MetricView<'a> {
+    pub(super) name: &'a str,
     spec: Option<&'a Metric>,
-    result: Option<&'a MetricResult>,
-    dry_run: bool,
+    pub(super) result: Option<&'a MetricResult>,
+    pub(super) dry_run: bool,
 }
 
 impl MetricView<'_> {
-    fn phase(&self) -> AnalysisPhase {
+    pub(super) fn phase(&self) -> AnalysisPhase {
         self.result.map_or(AnalysisPhase::Pending, |r| r.phase)
     }
 }
@@ -50,7 +58,7 @@ fn dry_run_in_spec(run: &AnalysisRun, name: &str) -> bool {
 }
 
 /// The metrics in the spec's order, each with its result.
-fn metrics_of(run: &AnalysisRun) -> Vec<MetricView<'_>> {
+pub(super) fn metrics_of(run: &AnalysisRun) -> Vec<MetricView<'_>> {
     let results = run.status.as_ref().map(|s| s.metric_results.as_slice()).unwrap_or_default();
     let mut views: Vec<MetricView> = run
         .spec
@@ -83,12 +91,12 @@ fn metrics_summary(run: &AnalysisRun) -> String {
 }
 
 /// Whitespace (newlines of a multi-line query or message) collapsed to single spaces.
-fn one_line(text: &str) -> String {
+pub(super) fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// At most `width` characters, the last one `…` when cut.
-fn truncate(text: &str, width: usize) -> String {
+pub(super) fn truncate(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
         return text.to_string();
     }
@@ -96,7 +104,7 @@ fn truncate(text: &str, width: usize) -> String {
     format!("{kept}…")
 }
 
-fn phase_of(run: &AnalysisRun) -> AnalysisPhase {
+pub(super) fn phase_of(run: &AnalysisRun) -> AnalysisPhase {
     run.status.as_ref().map_or(AnalysisPhase::Pending, |s| s.phase)
 }
 
@@ -246,5 +254,7 @@ mod tests {
         assert_eq!(badge(icons, AnalysisPhase::Failed), "✖ Failed");
         assert_eq!(badge(icons, AnalysisPhase::Error), "⚠ Error");
         assert_eq!(badge(icons, AnalysisPhase::Inconclusive), "? Inconclusive");
+        assert_eq!(status_badge(icons, "Inconclusive"), "? Inconclusive");
+        assert_eq!(status_badge(icons, "Exploded"), "? Exploded");
     }
 }

@@ -3,6 +3,7 @@
 use k8s_openapi::jiff::Timestamp;
 use rollouts_controller::api::Rollout;
 
+use super::analysis::status_badge;
 use super::summary::{PauseState, Summary};
 use super::tree::render_tree;
 use super::{Style, go_duration, phase_badge};
@@ -30,6 +31,9 @@ fn pause_text(pause: PauseState, name: &str) -> String {
         PauseState::Timed { remaining, total } => {
             format!("{} left of {}", go_duration(remaining), go_duration(total))
         }
+        PauseState::InconclusiveAnalysis => {
+            format!("inconclusive analysis; go on with `kubectl rollouts promote {name}`")
+        }
     }
 }
 
@@ -52,6 +56,14 @@ fn render_summary(summary: &Summary, style: Style) -> String {
     field(&mut out, "  SetWeight", &summary.set_weight.to_string());
     let actual = summary.actual_weight.map_or_else(|| "-".to_string(), |w| w.to_string());
     field(&mut out, "  ActualWeight", &actual);
+    if !summary.analysis.is_empty() {
+        out.push_str("Analysis:\n");
+        let width = summary.analysis.iter().map(|(_, run)| run.name.chars().count()).max().unwrap_or(0);
+        for (kind, run) in &summary.analysis {
+            let line = format!("{:<width$}  {}", run.name, status_badge(style, &run.status));
+            field(&mut out, &format!("  {kind}"), &line);
+        }
+    }
     match &summary.images {
         None => field(&mut out, "Images", "- (needs permission to list replicasets)"),
         Some(images) if images.is_empty() => field(&mut out, "Images", "-"),

@@ -6,6 +6,7 @@ mod get;
 mod list;
 mod summary;
 mod tree;
+mod tree_runs;
 
 pub use analysis::{render_analysis_run, render_analysis_runs};
 pub use get::render_get;

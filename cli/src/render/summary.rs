@@ -4,14 +4,14 @@
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use rollouts_controller::api::{CanaryStep, Rollout};
+use rollouts_controller::api::{
+    BACKGROUND_RUN_TYPE, CanaryStep, Rollout, RolloutAnalysisRunStatus, RolloutStatus, STEP_RUN_TYPE,
+};
+use rollouts_controller::plan::reasons::{CANARY_PAUSE_STEP, INCONCLUSIVE_ANALYSIS_RUN};
 use rollouts_controller::plan::step_list::{parse_duration, set_weight_at};
 
 use crate::family::{revision_of, tag_of, template_hash};
 use crate::phase::{PhaseInfo, client_phase};
-
-/// The pause condition a canary pause step adds.
-const CANARY_PAUSE_STEP: &str = "CanaryPauseStep";
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Summary {
@@ -25,6 +25,9 @@ pub struct Summary {
     pub set_weight: i32,
     /// `None` when it depends on ReplicaSets the user may not list.
     pub actual_weight: Option<i32>,
+    /// The runs the rollout follows now, as its status names them: the current step's
+    /// (`Step`), then the background one (`Background`).
+    pub analysis: Vec<(&'static str, RolloutAnalysisRunStatus)>,
     /// Images with their tags (stable, canary, old); `None` when the ReplicaSets are not visible.
     pub images: Option<Vec<(String, Vec<&'static str>)>>,
     pub replicas: ReplicaCounts,
@@ -48,6 +51,8 @@ pub enum PauseState {
     UntilPromoted,
     /// A timed pause step, in seconds.
     Timed { remaining: u64, total: u64 },
+    /// A run was Inconclusive: `promote` goes on, `abort` rolls back.
+    InconclusiveAnalysis,
 }
 
 fn steps_of(rollout: &Rollout) -> &[CanaryStep] {
@@ -81,6 +86,7 @@ impl Summary {
             pause: pause_state(rollout, now),
             set_weight: if aborted { 0 } else { set_weight_at(steps, index) },
             actual_weight: actual_weight(rollout, replica_sets),
+            analysis: current_runs(&status),
             images: replica_sets.map(|list| images(rollout, list)),
             replicas: ReplicaCounts {
                 desired: rollout.spec.replicas.unwrap_or(1),
@@ -91,6 +97,17 @@ impl Summary {
             },
         }
     }
+}
+
+fn current_runs(status: &RolloutStatus) -> Vec<(&'static str, RolloutAnalysisRunStatus)> {
+    let Some(canary) = &status.canary else { return Vec::new() };
+    [
+        (STEP_RUN_TYPE, &canary.current_step_analysis_run_status),
+        (BACKGROUND_RUN_TYPE, &canary.current_background_analysis_run_status),
+    ]
+    .into_iter()
+    .filter_map(|(kind, run)| Some((kind, run.clone()?)))
+    .collect()
 }
 
 fn strategy_name(rollout: &Rollout) -> &'static str {
@@ -106,8 +123,11 @@ fn pause_state(rollout: &Rollout, now: Timestamp) -> Option<PauseState> {
     if rollout.spec.paused == Some(true) {
         return Some(PauseState::Manual);
     }
-    let status = rollout.status.as_ref()?;
-    let started = status.pause_conditions.iter().flatten().find(|p| p.reason == CANARY_PAUSE_STEP)?.start_time.0;
+    let conditions = rollout.status.as_ref()?.pause_conditions.as_deref().unwrap_or_default();
+    if conditions.iter().any(|p| p.reason == INCONCLUSIVE_ANALYSIS_RUN) {
+        return Some(PauseState::InconclusiveAnalysis);
+    }
+    let started = conditions.iter().find(|p| p.reason == CANARY_PAUSE_STEP)?.start_time.0;
     let step = steps_of(rollout).get(current_step_index(rollout))?;
     let Some(duration) = step.pause.as_ref()?.duration.as_ref() else { return Some(PauseState::UntilPromoted) };
     let total = parse_duration(duration)?.as_secs();

@@ -1,28 +1,56 @@
-//! The tree of `get`: rollout → revisions → ReplicaSets → pods.
+//! The tree of `get`: rollout → revisions → ReplicaSets → pods, and AnalysisRuns → metrics.
 
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use rollouts_controller::api::{Rollout, SCALE_DOWN_DEADLINE_ANNOTATION};
+use rollouts_controller::api::{AnalysisRun, Rollout, SCALE_DOWN_DEADLINE_ANNOTATION};
 
 use super::summary::Summary;
+use super::tree_runs::run_rows;
 use super::{Health, Style, age_of, go_duration, phase_badge, table};
-use crate::family::{Family, Visible, revision_of, tag_of};
+use crate::family::{Family, Visible, revision_of, run_revision, tag_of};
 
-struct Row {
-    name: String,
-    kind: &'static str,
-    status: String,
-    age: String,
-    info: String,
+pub(super) struct Row {
+    pub(super) name: String,
+    pub(super) kind: &'static str,
+    pub(super) status: String,
+    pub(super) age: String,
+    pub(super) info: String,
 }
 
 /// Tree drawing: the connector before a node and the indent under it.
-fn branch(last: bool) -> (&'static str, &'static str) {
+pub(super) fn branch(last: bool) -> (&'static str, &'static str) {
     if last { ("└──", "   ") } else { ("├──", "│  ") }
+}
+
+/// What a revision holds: its ReplicaSets (by name), then its runs (newest first).
+#[derive(Default)]
+struct Members<'a> {
+    replica_sets: Vec<&'a ReplicaSet>,
+    runs: Vec<&'a AnalysisRun>,
+}
+
+/// Newest revision first, like `kubectl rollout history` read from the top.
+fn by_revision<'a>(
+    replica_sets: &'a [ReplicaSet],
+    runs: &'a [AnalysisRun],
+) -> BTreeMap<Reverse<Option<u64>>, Members<'a>> {
+    let mut revisions: BTreeMap<Reverse<Option<u64>>, Members> = BTreeMap::new();
+    for rs in replica_sets {
+        revisions.entry(Reverse(revision_of(rs))).or_default().replica_sets.push(rs);
+    }
+    for run in runs {
+        revisions.entry(Reverse(run_revision(run, replica_sets))).or_default().runs.push(run);
+    }
+    for members in revisions.values_mut() {
+        members.replica_sets.sort_by_key(|rs| rs.name_any());
+        members.runs.sort_by_key(|run| Reverse((run.metadata.creation_timestamp.clone(), run.name_any())));
+    }
+    revisions
 }
 
 pub fn render_tree(rollout: &Rollout, summary: &Summary, family: &Family, now: Timestamp, style: Style) -> String {
@@ -39,14 +67,10 @@ pub fn render_tree(rollout: &Rollout, summary: &Summary, family: &Family, now: T
         age: age_of(&rollout.metadata, now),
         info: String::new(),
     }];
-    // Newest revision first, like `kubectl rollout history` read from the top.
-    let mut revisions: BTreeMap<std::cmp::Reverse<Option<u64>>, Vec<&ReplicaSet>> = BTreeMap::new();
-    for rs in replica_sets {
-        revisions.entry(std::cmp::Reverse(revision_of(rs))).or_default().push(rs);
-    }
+    let revisions = by_revision(replica_sets, family.analysis_runs.items().unwrap_or_default());
     let pods = family.pods.items().unwrap_or_default();
     let revision_count = revisions.len();
-    for (position, (std::cmp::Reverse(revision), mut members)) in revisions.into_iter().enumerate() {
+    for (position, (Reverse(revision), members)) in revisions.into_iter().enumerate() {
         let (connector, indent) = branch(position + 1 == revision_count);
         let revision = revision.map_or_else(|| "?".to_string(), |r| r.to_string());
         rows.push(Row {
@@ -56,9 +80,9 @@ pub fn render_tree(rollout: &Rollout, summary: &Summary, family: &Family, now: T
             age: String::new(),
             info: String::new(),
         });
-        members.sort_by_key(|rs| rs.name_any());
-        for (rs_position, rs) in members.iter().enumerate() {
-            let (rs_connector, rs_indent) = branch(rs_position + 1 == members.len());
+        let children = members.replica_sets.len() + members.runs.len();
+        for (rs_position, rs) in members.replica_sets.iter().enumerate() {
+            let (rs_connector, rs_indent) = branch(rs_position + 1 == children);
             rows.push(replica_set_row(rollout, rs, &format!("{indent}{rs_connector}"), now, style));
             let uid = rs.metadata.uid.as_deref();
             let mut own_pods: Vec<&Pod> = pods
@@ -71,12 +95,20 @@ pub fn render_tree(rollout: &Rollout, summary: &Summary, family: &Family, now: T
                 rows.push(pod_row(pod, &format!("{indent}{rs_indent}{pod_connector}"), now, style));
             }
         }
+        for (run_position, run) in members.runs.iter().enumerate() {
+            rows.extend(run_rows(run, indent, run_position + 1 == members.runs.len(), now, style));
+        }
     }
     let mut cells = vec![["NAME", "KIND", "STATUS", "AGE", "INFO"].map(String::from).to_vec()];
     cells.extend(rows.into_iter().map(|row| vec![row.name, row.kind.to_string(), row.status, row.age, row.info]));
     let mut out = table(&cells);
     if family.pods == Visible::Forbidden {
         out.push_str(&format!("(pods not shown: they need permission to list pods in namespace \"{namespace}\")\n"));
+    }
+    if family.analysis_runs == Visible::Forbidden {
+        out.push_str(&format!(
+            "(analysis runs not shown: they need permission to list analysisruns in namespace \"{namespace}\")\n"
+        ));
     }
     out
 }
