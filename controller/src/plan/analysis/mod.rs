@@ -143,7 +143,15 @@ impl<'a> Planner<'a> {
             // run someone deleted comes back.
             Some(name) if self.observed_run(name).is_none() => name.clone(),
             Some(_) => return,
-            None => self.free_run_name(&base),
+            None => {
+                // A run an earlier plan started but whose status write was lost is still ours.
+                if let Some(name) = self.unfinished_run(&base) {
+                    let status = RolloutAnalysisRunStatus { name, status: String::new(), message: None };
+                    self.set_run_status(kind, Some(status));
+                    return;
+                }
+                self.free_run_name(&base)
+            }
         };
         let made = source.run(kind, analysis, &name);
         match made {
@@ -198,6 +206,15 @@ impl<'a> Planner<'a> {
                 self.actions.push(Action::DeleteAnalysisRun { name });
             }
         }
+    }
+
+    /// A run named after `base` that still measures (not finished, not told to stop).
+    fn unfinished_run(&self, base: &str) -> Option<String> {
+        self.observed.analysis_runs.iter().find_map(|run| {
+            let name = run.metadata.name.as_deref()?;
+            let unfinished = !outcome::phase(run).completed() && !run.spec.terminate;
+            (unfinished && is_named_after(name, base) && run.metadata.deletion_timestamp.is_none()).then(|| name.into())
+        })
     }
 
     /// `base`, or the first `base.N` no run has: a retry starts a run of its own.

@@ -342,3 +342,19 @@ fn analysis_that_could_never_run_is_invalid_before_anything_is_written() {
         assert_eq!(plan.status.phase.as_deref(), Some("Degraded"));
     }
 }
+
+#[test]
+fn a_run_whose_status_write_was_lost_is_taken_up_not_started_again() {
+    let steps = vec![set_weight(25), analysis_step("smoke"), set_weight(50)];
+    let mut sim = istio_with_analysis(steps, Some(0));
+    let (step, background) = (sim.step_run().unwrap(), sim.background_run().unwrap());
+    // A crash after the creates, before the status write: the runs exist, the status doesn't say.
+    sim.set_status(|s| s.canary.as_mut().unwrap().current_step_analysis_run_status = None);
+    sim.set_status(|s| s.canary.as_mut().unwrap().current_background_analysis_run_status = None);
+    let plan = sim.step();
+    assert!(!plan.actions.iter().any(|a| matches!(a, Action::CreateAnalysisRun(_))), "{:?}", plan.actions);
+    assert_eq!((sim.step_run(), sim.background_run()), (Some(step.clone()), Some(background)));
+    sim.end_run(&step, AnalysisPhase::Running);
+    sim.settle();
+    assert_eq!(sim.observed.analysis_runs.len(), 2, "no second run: {:?}", sim.run_names());
+}
