@@ -6,7 +6,7 @@ CLUSTER := tests/cluster
 .PHONY: help demo test crds bench cluster-build cluster-up cluster-down
 
 help:
-	@echo "make demo           local cluster + controller + an example rollout walking its steps"
+	@echo "make demo           local cluster + controller + an example rollout walking its steps, then rolled back by a failing metric"
 	@echo "make test           build what is missing, start a fresh cluster, run every test, stop it"
 	@echo "make bench          memory, latency and API cost at ROLLOUTS=1000 (quick: make bench ROLLOUTS=100 IDLE=60)"
 	@echo "make crds           regenerate crds/*.yaml from the Rust types"
