@@ -97,12 +97,5 @@ impl<'a> Planner<'a> {
         self.next.current_step_index = self.past_the_steps();
         let message = format!("Rollout completed update to revision {} ({}): {reason}", self.revision(), self.hash);
         self.event(reasons::ROLLOUT_COMPLETED, message);
-        if !self.routed() {
-            // Basic canary: the stable Service follows at once, and the old pods go within budget.
-            if let Some((stable_service, _)) = self.valid.services {
-                let hash = self.hash.clone();
-                self.point_service(stable_service, &hash);
-            }
-        }
     }
 }

@@ -83,9 +83,15 @@ impl<'a> Planner<'a> {
         let (surge, unavailable) = self.fenceposts();
         let scale = |rs: &ReplicaSetView| Scale { spec: rs.spec_replicas, available: rs.available };
         let others_spec = self.others().map(|rs| rs.spec_replicas).sum();
+        // While the stable Service still selects the stable pods, a weight short of 100 keeps one
+        // of them (the split never empties a side below 100 %), within the surge budget; the
+        // Service moves to the canary's pods first (`route_services`).
+        let stable_selected =
+            self.valid.services.is_some_and(|(service, _)| self.service_hash(service) == Some(&stable.hash));
+        let weight = if stable_selected { self.replica_weight().min(99) } else { self.replica_weight() };
         replicas::basic_canary(BasicCanary {
             replicas: self.replicas,
-            weight: self.replica_weight(),
+            weight,
             surge,
             unavailable,
             canary: self.new_rs.map(scale),

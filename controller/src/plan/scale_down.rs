@@ -81,7 +81,8 @@ impl<'a> Planner<'a> {
         let total_available: i32 = self.observed.replica_sets.iter().map(|rs| rs.available).sum();
         let mut budget = replicas::old_scale_down_budget(total_available, self.replicas, unavailable);
         for rs in others {
-            if rs.spec_replicas == 0 {
+            // A Service still selecting them keeps their pods until it has moved (`route_services`).
+            if rs.spec_replicas == 0 || self.referenced(&rs.hash) {
                 continue;
             }
             // Pods that never became available cost no availability.

@@ -54,6 +54,12 @@ impl<'a> Planner<'a> {
         } else {
             target.spec_replicas > 0 && target.available >= target.spec_replicas
         };
+        let emptied = self.actions.iter().any(
+            |action| matches!(action, Action::PatchReplicaSet { name, replicas: Some(0), .. } if *name == target.name),
+        );
+        if emptied {
+            return false; // this plan scales it to zero: pointing a Service at it would empty the Service
+        }
         if !ready {
             self.wait(format!(
                 "waiting for ReplicaSet {} to have available pods before switching Service {service}",
@@ -96,18 +102,25 @@ impl<'a> Planner<'a> {
         };
         let stable = self.stable_hash().unwrap_or(&self.hash).to_string();
         // The stable Service selects the stable pods, and is put back when someone changes it.
-        // It moves to the new pods at promotion (`promote`), with every weight on the canary; a
-        // promotion whose status write is still to come has moved it already, and that stands.
-        let promoting = self.at_end()
-            && !self.aborted()
+        // With traffic routing it moves to the new pods at promotion (`promote`), with every
+        // weight on the canary; a promotion whose status write is still to come has moved it
+        // already, and that stands. Without, it moves once the steps are done and some new pods
+        // are available, before the old pods go (they are held until it has).
+        let steps_done = (self.at_end() || self.next.promote_full == Some(true)) && !self.aborted();
+        let promoting = steps_done
             && self.service_hash(stable_service) == Some(self.hash.as_str())
             && self.observed_weights().iter().all(|w| *w == 100);
-        if !promoting && self.point_service(stable_service, &stable) && self.routed() {
+        let stable_target =
+            if steps_done && !self.routed() && self.new_available() > 0 { self.hash.clone() } else { stable.clone() };
+        if !promoting && self.point_service(stable_service, &stable_target) && self.routed() {
             self.traffic_moved();
         }
         // After an abort, or while the step wants no canary pods, the canary Service serves the
-        // stable pods.
-        let canary_home = self.aborted() || self.stable_rs().is_some() && self.canary_goal() == 0;
+        // stable pods; without traffic routing also while the new pods aren't available yet, so
+        // an interrupted update's pods can go without the Service losing its endpoints.
+        let canary_home = self.aborted()
+            || self.stable_rs().is_some() && self.canary_goal() == 0
+            || !self.routed() && self.new_available() == 0;
         let canary_target = if canary_home { stable.clone() } else { self.hash.clone() };
         if canary_home && self.routed() {
             // Traffic goes back to stable first; the canary Service follows once that settled.

@@ -14,14 +14,24 @@ fn any_step() -> impl Strategy<Value = CanaryStep> {
     ]
 }
 
-/// Replicas, steps, traffic-routed, background analysis from this step, and the script.
-type Scenario = (i32, Vec<CanaryStep>, bool, Option<i32>, Vec<u8>);
+/// How the canary's traffic is split.
+#[derive(Clone, Copy, Debug)]
+enum Traffic {
+    /// By pod counts alone.
+    Pods,
+    /// By pod counts, with stable and canary Services.
+    Services,
+    Istio,
+}
+
+/// Replicas, steps, traffic, background analysis from this step, and the script.
+type Scenario = (i32, Vec<CanaryStep>, Traffic, Option<i32>, Vec<u8>);
 
 fn any_scenario() -> impl Strategy<Value = Scenario> {
     (
         1..8i32,
         proptest::collection::vec(any_step(), 0..6),
-        any::<bool>(),
+        prop_oneof![Just(Traffic::Pods), Just(Traffic::Services), Just(Traffic::Istio)],
         proptest::option::of(0..3i32),
         proptest::collection::vec(any::<u8>(), 1..40),
     )
@@ -37,13 +47,18 @@ const RUN_PHASES: [AnalysisPhase; 5] = [
 
 /// Drives random user actions (template changes, promotes, aborts, retries, scaling, time) and
 /// checks the invariants after every reconcile.
-fn check_invariants((replicas, steps, routed, background, script): Scenario) -> Result<(), TestCaseError> {
+fn check_invariants((replicas, steps, traffic, background, script): Scenario) -> Result<(), TestCaseError> {
     let mut spec = rollout(replicas, steps);
     spec.spec.strategy.canary.as_mut().unwrap().analysis = background.map(|starting_step| RolloutAnalysisBackground {
         analysis: analysis("smoke", json!([])),
         starting_step: Some(starting_step),
     });
-    let mut sim = with_templates(Sim::new(observed(if routed { with_istio(spec) } else { spec })));
+    let spec = match traffic {
+        Traffic::Pods => spec,
+        Traffic::Services => with_services(spec),
+        Traffic::Istio => with_istio(spec),
+    };
+    let mut sim = with_templates(Sim::new(observed(spec)));
     let mut image = 1;
     for byte in script {
         match byte % 10 {

@@ -104,6 +104,14 @@ fn with_istio(mut rollout: Rollout) -> Rollout {
     rollout
 }
 
+/// Adds stable and canary Services `web-stable`/`web-canary` without traffic routing.
+fn with_services(mut rollout: Rollout) -> Rollout {
+    let canary = rollout.spec.strategy.canary.as_mut().unwrap();
+    canary.stable_service = Some("web-stable".into());
+    canary.canary_service = Some("web-canary".into());
+    rollout
+}
+
 fn service(name: &str) -> ServiceView {
     ServiceView { name: name.into(), selector: [("app".into(), "web".into())].into(), ..Default::default() }
 }
@@ -122,7 +130,9 @@ fn virtual_service() -> VirtualServiceView {
 }
 
 fn observed(rollout: Rollout) -> Observed {
-    let routed = rollout.spec.strategy.canary.as_ref().is_some_and(|c| c.traffic_routing.is_some());
+    let canary = rollout.spec.strategy.canary.as_ref();
+    let routed = canary.is_some_and(|c| c.traffic_routing.is_some());
+    let with_services = canary.is_some_and(|c| c.stable_service.is_some());
     let mut observed = Observed {
         rollout,
         workload: None,
@@ -136,10 +146,12 @@ fn observed(rollout: Rollout) -> Observed {
         now: t(0),
         config: PlanConfig { settle: std::time::Duration::from_secs(2) },
     };
-    if routed {
+    if with_services {
         for name in ["web-stable", "web-canary"] {
             observed.services.insert(name.into(), service(name));
         }
+    }
+    if routed {
         observed.virtual_services.as_mut().unwrap().insert((NAMESPACE.into(), "web".into()), virtual_service());
     }
     observed
