@@ -30,6 +30,7 @@ pub mod pods;
 pub mod process;
 pub mod prometheus;
 pub mod rollouts;
+pub mod traffic;
 pub mod web;
 
 /// Label on every namespace a test creates, so leftovers are easy to find and delete.

@@ -18,23 +18,53 @@ use crate::{TestNamespace, kubeconfig_path, poll_until, repo_root};
 /// Builds the controller binary once per test run and returns its path.
 pub fn controller_binary() -> Result<PathBuf> {
     static BUILT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = std::process::Command::new(cargo)
-                .args(["build", "--quiet", "-p", "rollouts-controller", "--bin", "rollouts-controller"])
-                .current_dir(repo_root())
-                .status()
-                .map_err(|e| e.to_string())?;
-            if !status.success() {
-                return Err(format!("cargo build of rollouts-controller failed: {status}"));
-            }
-            let target =
-                std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
-            Ok(target.join("debug/rollouts-controller"))
-        })
-        .clone()
-        .map_err(anyhow::Error::msg)
+    BUILT.get_or_init(|| build_binary("rollouts-controller", "rollouts-controller")).clone().map_err(anyhow::Error::msg)
+}
+
+/// Builds the kubectl plugin once per test run and returns its path.
+pub fn plugin_binary() -> Result<PathBuf> {
+    static BUILT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    BUILT.get_or_init(|| build_binary("kubectl-rollouts", "kubectl-rollouts")).clone().map_err(anyhow::Error::msg)
+}
+
+/// `cargo build` of one binary of the workspace (debug), and where it is.
+fn build_binary(package: &str, binary: &str) -> std::result::Result<PathBuf, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--quiet", "-p", package, "--bin", binary])
+        .current_dir(repo_root())
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("cargo build of {package} failed: {status}"));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
+    Ok(target.join("debug").join(binary))
+}
+
+impl TestNamespace {
+    /// Runs the kubectl plugin (`kubectl rollouts ARGS`) in this namespace as the cluster admin,
+    /// as a person would; fails, with what it printed, unless it exits with 0. Returns its stdout.
+    pub async fn rollouts_plugin(&self, args: &[&str]) -> Result<String> {
+        // The first call builds it: not on the test's runtime.
+        let plugin = tokio::task::spawn_blocking(plugin_binary).await??;
+        let output = Command::new(plugin)
+            .arg("--kubeconfig")
+            .arg(kubeconfig_path())
+            .args(["-n", &self.name])
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .context("starting kubectl-rollouts")?;
+        let (stdout, stderr) =
+            (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr));
+        if !output.status.success() {
+            bail!("kubectl rollouts {} failed ({}):\n{stdout}{stderr}", args.join(" "), output.status);
+        }
+        Ok(stdout)
+    }
 }
 
 /// A running `rollouts-controller run` process; killed when dropped.

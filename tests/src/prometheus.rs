@@ -1,16 +1,18 @@
 //! A real Prometheus per test, from the binaries `make cluster-build` caches: on a free loopback
 //! port, with storage of its own, scraping nothing. Tests write samples with [`Prometheus::push`]
-//! (remote write, through promtool) and point the controller at [`Prometheus::url`].
+//! (remote write, through promtool), or keep counters growing with [`Prometheus::feed_counters`]
+//! for `rate()` queries, and point the controller at [`Prometheus::url`].
 
 use std::fs::OpenOptions;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
 use tokio::io::AsyncWriteExt;
+use tokio::task::JoinHandle;
 
 use crate::process::http_get;
 use crate::{prometheus_bin_dir, repo_root};
@@ -60,32 +62,45 @@ impl Prometheus {
     /// 0.82`, one per line, stamped with the current time. The remote-write receiver appends
     /// them before it answers, so an instant query made once this returns sees them.
     pub async fn push(&self, exposition: &str) -> Result<()> {
-        let mut child = tokio::process::Command::new(self.bin_dir.join("promtool"))
-            // promtool adds job="promtool" to every series unless told otherwise.
-            .args(["push", "metrics", "--label=job=", &self.url()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting promtool")?;
-        let mut stdin = child.stdin.take().context("promtool has no stdin")?;
-        stdin.write_all(exposition.as_bytes()).await?;
-        // The text parser fails on a last line without its newline.
-        if !exposition.ends_with('\n') {
-            stdin.write_all(b"\n").await?;
-        }
-        drop(stdin);
-        let output = child.wait_with_output().await?;
-        if !output.status.success() {
-            bail!(
-                "promtool push metrics failed ({}):\n{}{}\n--- pushed:\n{exposition}",
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        Ok(())
+        self.writer().push(exposition).await
+    }
+
+    /// [`Prometheus::push`] with every sample stamped `at` instead of now. A series only takes
+    /// samples newer than its last one.
+    pub async fn push_at(&self, exposition: &str, at: SystemTime) -> Result<()> {
+        self.writer().push_at(exposition, at).await
+    }
+
+    /// What writes samples to this Prometheus, for a task of its own.
+    pub fn writer(&self) -> RemoteWriter {
+        RemoteWriter { promtool: self.bin_dir.join("promtool"), url: self.url() }
+    }
+
+    /// Feeds counters as a scrape every [`FEED_PERIOD`] would see them: each series of `rates`
+    /// (e.g. `("http_requests_total{code=\"200\"}", 9.5)`) grows by its rate per second, and
+    /// every write stamps all of them with one time. So `rate()` over any window reads exactly
+    /// these rates, and a ratio of them exactly their ratio, from the moment this returns (it
+    /// writes two samples a period apart first) until the feed is dropped.
+    pub async fn feed_counters<S: AsRef<str>>(&self, rates: &[(S, f64)]) -> Result<CounterFeed> {
+        let writer = self.writer();
+        let rates: Vec<(String, f64)> =
+            rates.iter().map(|(series, rate)| (series.as_ref().to_string(), *rate)).collect();
+        let start = SystemTime::now() - FEED_PERIOD;
+        let write = move |writer: RemoteWriter, at: SystemTime| {
+            let elapsed = at.duration_since(start).unwrap_or_default().as_secs_f64();
+            let text: String =
+                rates.iter().map(|(series, rate)| format!("{series} {}\n", FEED_BASE + rate * elapsed)).collect();
+            async move { writer.push_at(&text, at).await }
+        };
+        write(writer.clone(), start).await?;
+        write(writer.clone(), SystemTime::now()).await?;
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(FEED_PERIOD).await;
+                write(writer.clone(), SystemTime::now()).await?;
+            }
+        });
+        Ok(CounterFeed { task })
     }
 
     /// Sets one series, e.g. `set("request_success_rate{service=\"canary\"}", 0.82)`; NaN and
@@ -180,6 +195,86 @@ impl Drop for Prometheus {
         if let Some(child) = self.child.take() {
             kill_and_reap(child);
         }
+    }
+}
+
+/// How often [`Prometheus::feed_counters`] writes.
+pub const FEED_PERIOD: Duration = Duration::from_secs(2);
+/// Where fed counters start: high enough that `rate()` never extrapolates one below zero.
+const FEED_BASE: f64 = 1e6;
+
+/// Writes samples to one Prometheus through its remote-write receiver (with promtool).
+#[derive(Clone, Debug)]
+pub struct RemoteWriter {
+    promtool: PathBuf,
+    url: String,
+}
+
+impl RemoteWriter {
+    /// See [`Prometheus::push`].
+    pub async fn push(&self, exposition: &str) -> Result<()> {
+        let mut child = tokio::process::Command::new(&self.promtool)
+            // promtool adds job="promtool" to every series unless told otherwise.
+            .args(["push", "metrics", "--label=job=", &self.url])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting promtool")?;
+        let mut stdin = child.stdin.take().context("promtool has no stdin")?;
+        stdin.write_all(exposition.as_bytes()).await?;
+        // The text parser fails on a last line without its newline.
+        if !exposition.ends_with('\n') {
+            stdin.write_all(b"\n").await?;
+        }
+        drop(stdin);
+        let output = child.wait_with_output().await?;
+        if !output.status.success() {
+            bail!(
+                "promtool push metrics failed ({}):\n{}{}\n--- pushed:\n{exposition}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// See [`Prometheus::push_at`]: each sample line gets the text format's timestamp (ms).
+    pub async fn push_at(&self, exposition: &str, at: SystemTime) -> Result<()> {
+        let millis = at.duration_since(UNIX_EPOCH).context("a time before 1970")?.as_millis();
+        let stamped: String = exposition
+            .lines()
+            .map(|line| match line.trim() {
+                "" => String::new(),
+                comment if comment.starts_with('#') => format!("{comment}\n"),
+                sample => format!("{sample} {millis}\n"),
+            })
+            .collect();
+        self.push(&stamped).await
+    }
+}
+
+/// Counters that [`Prometheus::feed_counters`] keeps growing; dropping it stops the feed.
+pub struct CounterFeed {
+    task: JoinHandle<Result<()>>,
+}
+
+impl CounterFeed {
+    /// Fails if a write has failed (the feed then stopped).
+    pub async fn check(&mut self) -> Result<()> {
+        if self.task.is_finished() {
+            (&mut self.task).await??;
+            bail!("the counter feed stopped");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for CounterFeed {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
