@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams};
 use kube::runtime::watcher::{self, watcher};
-use rollouts_controller::api::{POD_TEMPLATE_HASH_LABEL, Rollout};
+use rollouts_controller::api::{AnalysisRun, POD_TEMPLATE_HASH_LABEL, Rollout};
 use serde_json::json;
 
 fn deployment(replicas: i32, image: &str) -> String {
@@ -196,14 +196,25 @@ async fn invalid_specs_are_reported_and_create_nothing_until_fixed() -> Result<(
     ns.apply(&deployment(2, "nginx:1.26")).await?;
     ns.wait_phase("web", "Healthy").await?;
 
-    // A step this controller does not implement yet is reported, not ignored.
+    // An analysis step whose template doesn't exist is reported with the field, not started.
     ns.apply(&rollout(2, "[{setWeight: 50}, {analysis: {templates: [{templateName: success-rate}]}}]", "")).await?;
-    let unsupported = ns.wait_phase("web", "Degraded").await?;
-    let message = status(&unsupported).message.unwrap_or_default();
-    assert!(message.contains("steps[1].analysis is not supported by this controller yet"), "{message}");
+    let missing = ns.wait_phase("web", "Degraded").await?;
+    let message = status(&missing).message.unwrap_or_default();
+    assert!(
+        message.contains(
+            "spec.strategy.canary.steps[1].analysis.templates: Invalid value: \"success-rate\": AnalysisTemplate 'success-rate' not found"
+        ),
+        "{message}"
+    );
     ns.set_deployment_image("web", "web", "nginx:1.27").await?;
     ns.wait_observed("web", Some("web")).await?;
     assert_eq!(ns.replica_sets().await?.len(), 1, "no new ReplicaSet for an invalid Rollout");
+    assert!(ns.api::<AnalysisRun>().list(&Default::default()).await?.items.is_empty(), "no run for an invalid Rollout");
+    // A step this controller does not implement yet is reported, not ignored.
+    ns.apply(&rollout(2, "[{setWeight: 50}, {experiment: {templates: []}}]", "")).await?;
+    let what = "steps[1].experiment is not supported by this controller yet";
+    let unsupported = ns.wait_rollout("web", what, |r| status(r).message.is_some_and(|m| m.contains(what))).await?;
+    assert_eq!(phase(&unsupported), "Degraded");
 
     ns.apply(&rollout(2, "[{setWeight: 50}]", "")).await?;
     ns.wait_phase("web", "Healthy").await?;
