@@ -34,8 +34,8 @@ pub enum Error {
     NameTaken(String),
     #[error("the apiserver rejected the pod template: {0}")]
     InvalidTemplate(String),
-    #[error("AnalysisRun {0} exists and belongs to something else")]
-    AnalysisRunTaken(String),
+    #[error("{0} {1} exists and belongs to something else")]
+    Taken(&'static str, String),
     #[error("the VirtualService API is not available")]
     NoVirtualServiceApi,
     #[error("caches are not synced yet")]
@@ -54,7 +54,7 @@ impl Error {
             Error::HashCollision(_) => "hash_collision",
             Error::NameTaken(_) => "name_taken",
             Error::InvalidTemplate(_) => "invalid_template",
-            Error::AnalysisRunTaken(_) => "analysis_run_taken",
+            Error::Taken(..) => "name_taken_by_another_owner",
             Error::NoVirtualServiceApi => "no_virtualservice_api",
             Error::NotSynced => "not_synced",
         }

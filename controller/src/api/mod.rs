@@ -6,6 +6,7 @@ mod crd;
 mod duration;
 mod placeholders;
 mod rollout_analysis;
+mod routers;
 mod schema;
 mod spec;
 mod status;
@@ -16,6 +17,7 @@ pub use crd::{CRD_FILES, crd, crd_yaml};
 pub use duration::parse_go_duration;
 pub use placeholders::Experiment;
 pub use rollout_analysis::*;
+pub use routers::*;
 pub use spec::*;
 pub use status::*;
 

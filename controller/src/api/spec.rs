@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use super::schema::{int_or_string, pass_through, pause_duration};
 use super::status::RolloutStatus;
-use super::{AnalysisRunStrategy, RolloutAnalysis, RolloutAnalysisBackground};
+use super::{AnalysisRunStrategy, NginxTrafficRouting, RolloutAnalysis, RolloutAnalysisBackground};
 
 /// A Rollout replaces a Deployment's rolling update with a canary that runs a list of steps.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -247,6 +247,8 @@ pub struct PodMetadata {
 pub struct TrafficRouting {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub istio: Option<IstioTrafficRouting>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nginx: Option<NginxTrafficRouting>,
     /// Not supported by this controller yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "pass_through")]

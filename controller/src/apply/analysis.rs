@@ -21,7 +21,7 @@ pub async fn create(ctx: &Context, rollout: &Rollout, run: &AnalysisRun) -> Resu
         Err(kube::Error::Api(status)) if status.code == 409 => {
             match api(ctx, rollout).get_opt(&name).await? {
                 Some(existing) if controlled_by(&existing, rollout) => {}
-                Some(_) => return Err(Error::AnalysisRunTaken(name)),
+                Some(_) => return Err(Error::Taken("AnalysisRun", name)),
                 // Gone since: the next attempt creates it.
                 None => return Err(kube::Error::Api(status).into()),
             }

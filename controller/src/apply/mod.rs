@@ -2,6 +2,7 @@
 //! with only what changed, then the Events. Every write is idempotent and uses one field manager.
 
 mod analysis;
+mod ingress;
 mod istio;
 mod pods;
 mod replicaset;
@@ -85,6 +86,10 @@ pub async fn apply(ctx: &Context, observed: &Observed, plan: &Plan) -> Result<Op
             }
             Action::SetPodMetadata { replica_set, hash, change } => {
                 pods::set_metadata(ctx, rollout, replica_set, hash, change).await
+            }
+            Action::CreateIngress(ingress) => ingress::create(ctx, rollout, ingress).await,
+            Action::PatchIngress { name, patch, canary_weight } => {
+                ingress::patch(ctx, rollout, name, patch, *canary_weight).await
             }
             Action::CreateAnalysisRun(run) => analysis::create(ctx, rollout, run).await,
             Action::TerminateAnalysisRun { name } => analysis::terminate(ctx, rollout, name).await,

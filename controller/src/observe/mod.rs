@@ -168,6 +168,7 @@ pub async fn observe(ctx: &Arc<Context>, rollout: &Rollout, now: Timestamp) -> R
         replica_sets,
         services,
         virtual_services,
+        ingresses: BTreeMap::new(),
         pods,
         stable_template,
         analysis_runs: analysis::runs(ctx, rollout),

@@ -35,6 +35,7 @@ mod workload;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, ReplicaSet};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
@@ -130,6 +131,14 @@ pub enum Action {
     /// Evict a pod through the Eviction API (PodDisruptionBudgets apply).
     EvictPod {
         name: String,
+    },
+    /// Create the canary Ingress of a stable Ingress (ingress-nginx).
+    CreateIngress(Box<Ingress>),
+    /// A merge patch of a canary Ingress: its weight, annotations or rules.
+    PatchIngress {
+        name: String,
+        patch: serde_json::Value,
+        canary_weight: i32,
     },
     /// Create an AnalysisRun. Its name already held by a run this Rollout controls (a cache that
     /// lags behind an earlier create) counts as created.

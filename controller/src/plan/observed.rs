@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
@@ -25,6 +26,9 @@ pub struct Observed {
     /// Referenced VirtualServices that exist, by (namespace, name). `None` when the cluster has no
     /// VirtualService API.
     pub virtual_services: Option<BTreeMap<(String, String), VirtualServiceView>>,
+    /// The stable Ingresses the nginx router names and their canary Ingresses, those that exist,
+    /// by name (in the Rollout's namespace).
+    pub ingresses: BTreeMap<String, Ingress>,
     /// Pods of the rollout; gathered only while a restart is pending.
     pub pods: Vec<PodView>,
     /// The recorded pod template of the stable revision, read only when its ReplicaSet is gone.

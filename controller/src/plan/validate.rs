@@ -67,7 +67,7 @@ fn unsupported_features(spec: &RolloutSpec, canary: &CanaryStrategy) -> Result<(
     flag(&mut found, canary.replica_progress_threshold.is_some(), "spec.strategy.canary.replicaProgressThreshold");
     if let Some(routing) = &canary.traffic_routing {
         for router in routing.other_routers.keys() {
-            found.push(format!("spec.strategy.canary.trafficRouting.{router} (only istio is)"));
+            found.push(format!("spec.strategy.canary.trafficRouting.{router} (istio and nginx are)"));
         }
         flag(&mut found, routing.managed_routes.is_some(), "spec.strategy.canary.trafficRouting.managedRoutes");
         flag(

@@ -98,7 +98,7 @@ impl<'a> Planner<'a> {
         if let Some(desired) = desired {
             let services = (stable_service, canary_service);
             let writes: Vec<_> = (self.valid.routers.iter())
-                .filter_map(|router| router.set_weight(self.observed, services, desired, self.now))
+                .flat_map(|router| router.set_weight(self.observed, services, desired, self.now))
                 .collect();
             let changed = !writes.is_empty();
             self.actions.extend(writes);

@@ -91,6 +91,7 @@ fn action_kind(action: &Action) -> &'static str {
         Action::RecordTemplate(_) | Action::DeleteTemplateRecord { .. } => "controllerrevision",
         Action::SetServiceSelector { .. } => "service",
         Action::SetVirtualServiceWeights { .. } => "virtualservice",
+        Action::CreateIngress(_) | Action::PatchIngress { .. } => "ingress",
         Action::ScaleWorkload { .. } => "deployment",
         Action::EvictPod { .. } | Action::SetPodMetadata { .. } => "pod",
         Action::CreateAnalysisRun(_) | Action::TerminateAnalysisRun { .. } | Action::DeleteAnalysisRun { .. } => {

@@ -6,6 +6,7 @@
 //! A new router is a file here, a variant of `Router`, and an arm in `configured`.
 
 pub mod istio;
+pub mod nginx;
 
 use k8s_openapi::jiff::Timestamp;
 
@@ -16,6 +17,7 @@ use crate::api::CanaryStrategy;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Router {
     Istio(istio::ManagedVirtualService),
+    Nginx(nginx::ManagedIngresses),
 }
 
 /// The routers `canary.trafficRouting` configures, checked against the objects that exist.
@@ -30,10 +32,15 @@ pub fn configured(
     };
     let services = services
         .ok_or("spec.strategy.canary.trafficRouting needs stableService and canaryService: the routes send to them")?;
-    match &routing.istio {
-        Some(_) => Ok(istio::configured(observed, canary, services)?.into_iter().map(Router::Istio).collect()),
-        None => Err("spec.strategy.canary.trafficRouting needs istio, the only router supported".into()),
+    let mut routers: Vec<Router> = Vec::new();
+    if routing.istio.is_some() {
+        routers.extend(istio::configured(observed, canary, services)?.into_iter().map(Router::Istio));
     }
+    routers.extend(nginx::configured(observed, canary, services)?.map(Router::Nginx));
+    if routers.is_empty() {
+        return Err("spec.strategy.canary.trafficRouting needs istio or nginx, the routers supported".into());
+    }
+    Ok(routers)
 }
 
 impl Router {
@@ -41,20 +48,16 @@ impl Router {
     pub fn canary_weights(&self, observed: &Observed, canary_service: &str) -> Vec<i32> {
         match self {
             Router::Istio(vs) => vs.canary_weights(observed, canary_service),
+            Router::Nginx(ingresses) => ingresses.canary_weights(observed),
         }
     }
 
-    /// The write that gives the canary `weight` and the stable the rest, recording `at` in it;
-    /// `None` when the routes hold that already.
-    pub fn set_weight(
-        &self,
-        observed: &Observed,
-        services: (&str, &str),
-        weight: i32,
-        at: Timestamp,
-    ) -> Option<Action> {
+    /// The writes that give the canary `weight` and the stable the rest, recording `at` in
+    /// them; none when the routes hold that already.
+    pub fn set_weight(&self, observed: &Observed, services: (&str, &str), weight: i32, at: Timestamp) -> Vec<Action> {
         match self {
-            Router::Istio(vs) => vs.set_weight(observed, services, weight, at),
+            Router::Istio(vs) => vs.set_weight(observed, services, weight, at).into_iter().collect(),
+            Router::Nginx(ingresses) => ingresses.set_weight(observed, services, weight, at),
         }
     }
 
@@ -62,6 +65,7 @@ impl Router {
     pub fn traffic_changed_at(&self, observed: &Observed) -> Option<Timestamp> {
         match self {
             Router::Istio(vs) => vs.traffic_changed_at(observed),
+            Router::Nginx(ingresses) => ingresses.traffic_changed_at(observed),
         }
     }
 }

@@ -21,6 +21,7 @@ mod crash;
 mod drift;
 mod ephemeral;
 mod invariants;
+mod nginx;
 mod sim;
 mod status;
 mod traffic;
@@ -139,6 +140,7 @@ fn observed(rollout: Rollout) -> Observed {
         replica_sets: Vec::new(),
         services: BTreeMap::new(),
         virtual_services: Some(BTreeMap::new()),
+        ingresses: BTreeMap::new(),
         pods: Vec::new(),
         stable_template: None,
         analysis_runs: Vec::new(),

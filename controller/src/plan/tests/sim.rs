@@ -188,6 +188,17 @@ impl Sim {
                 self.records.remove(name);
             }
             Action::EvictPod { .. } | Action::SetTemplateMetadata { .. } | Action::SetPodMetadata { .. } => {}
+            Action::CreateIngress(ingress) => {
+                let name = ingress.metadata.name.clone().unwrap();
+                assert!(!self.observed.ingresses.contains_key(&name), "created {name} twice");
+                self.observed.ingresses.insert(name, (**ingress).clone());
+            }
+            Action::PatchIngress { name, patch, .. } => {
+                let ingress = self.observed.ingresses.get_mut(name).expect("patched Ingress exists");
+                let mut json = serde_json::to_value(&*ingress).unwrap();
+                json_patch::merge(&mut json, patch);
+                *ingress = serde_json::from_value(json).unwrap();
+            }
             Action::CreateAnalysisRun(run) => {
                 let name = run.metadata.name.as_deref();
                 if !self.observed.analysis_runs.iter().any(|r| r.metadata.name.as_deref() == name) {
