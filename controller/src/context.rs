@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::PodTemplate;
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::Client;
 use kube::api::{ApiResource, DynamicObject};
 use kube::core::error_boundary::DeserializeGuard;
@@ -131,6 +132,8 @@ pub struct Context {
     pub pod_templates: Watched<PodTemplate>,
     pub services: Watched<CachedService>,
     pub virtual_services: Watched<DynamicObject>,
+    /// Stable and canary Ingresses of the nginx router.
+    pub ingresses: Watched<Ingress>,
     /// AnalysisRuns, watched once for this loop and the AnalysisRun loop.
     pub analysis_runs: RunStore,
     pub analysis_templates: Watched<AnalysisTemplate>,
@@ -158,6 +161,7 @@ pub enum Lazy {
     Workload(WorkloadKind),
     AnalysisTemplates,
     ClusterAnalysisTemplates,
+    Ingresses,
 }
 
 impl Context {
@@ -173,6 +177,7 @@ impl Context {
             pod_templates: Watched::new(),
             services: Watched::new(),
             virtual_services: Watched::new(),
+            ingresses: Watched::new(),
             analysis_runs: RunStore::default(),
             analysis_templates: Watched::new(),
             cluster_analysis_templates: Watched::new(),
@@ -222,6 +227,7 @@ impl Context {
             &self.pod_templates.refs,
             &self.services.refs,
             &self.virtual_services.refs,
+            &self.ingresses.refs,
             &self.analysis_templates.refs,
             &self.cluster_analysis_templates.refs,
         ] {
@@ -254,6 +260,7 @@ impl Context {
             && self.pod_templates.synced_or_idle()
             && self.services.synced_or_idle()
             && self.virtual_services.synced_or_idle()
+            && self.ingresses.synced_or_idle()
             && self.analysis_runs.synced()
             && self.analysis_templates.synced_or_idle()
             && self.cluster_analysis_templates.synced_or_idle()

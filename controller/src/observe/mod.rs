@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, PodTemplate};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::{Resource, ResourceExt};
@@ -54,6 +55,7 @@ pub struct References {
     pub pod_templates: Vec<Key>,
     pub services: Vec<Key>,
     pub virtual_services: Vec<Key>,
+    pub ingresses: Vec<Key>,
 }
 
 pub fn references(rollout: &Rollout) -> References {
@@ -72,6 +74,8 @@ pub fn references(rollout: &Rollout) -> References {
         refs.services =
             [&canary.stable_service, &canary.canary_service].into_iter().flatten().map(|s| key(s)).collect();
         refs.virtual_services = routers::istio::references(canary, &namespace);
+        let name = rollout.metadata.name.as_deref().unwrap_or_default();
+        refs.ingresses = routers::nginx::references(canary, name).iter().map(|i| key(i)).collect();
     }
     refs
 }
@@ -84,6 +88,7 @@ pub fn register(ctx: &Context, rollout: &Rollout, refs: &References) -> Vec<Key>
     ctx.workload_replica_sets.refs.set(&rollout_key, refs.replica_sets.clone());
     ctx.pod_templates.refs.set(&rollout_key, refs.pod_templates.clone());
     ctx.virtual_services.refs.set(&rollout_key, refs.virtual_services.clone());
+    ctx.ingresses.refs.set(&rollout_key, refs.ingresses.clone());
     ctx.services.refs.set(&rollout_key, refs.services.clone())
 }
 
@@ -123,6 +128,17 @@ pub async fn observe(ctx: &Arc<Context>, rollout: &Rollout, now: Timestamp) -> R
             Some(found)
         }
     };
+
+    let mut ingresses = BTreeMap::new();
+    if !refs.ingresses.is_empty() {
+        ctx.watch_kind(Lazy::Ingresses);
+        let api = Api::<Ingress>::namespaced(client.clone(), &namespace);
+        for key in &refs.ingresses {
+            if let Some(ingress) = lookup(&ctx.ingresses, api.clone(), key).await? {
+                ingresses.insert(key.1.clone(), (*ingress).clone());
+            }
+        }
+    }
 
     let uid = rollout.metadata.uid.clone().unwrap_or_default();
     let selector = rollout
@@ -168,7 +184,7 @@ pub async fn observe(ctx: &Arc<Context>, rollout: &Rollout, now: Timestamp) -> R
         replica_sets,
         services,
         virtual_services,
-        ingresses: BTreeMap::new(),
+        ingresses,
         pods,
         stable_template,
         analysis_runs: analysis::runs(ctx, rollout),

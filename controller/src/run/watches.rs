@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::PodTemplate;
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::ObjectRef;
@@ -189,7 +190,7 @@ pub(super) async fn start_watches(ctx: &Arc<Context>, analysis: &Arc<Analysis>, 
 
 /// Starts the watch of a kind the first time a Rollout uses it: ReplicaSet and PodTemplate
 /// workloads are rare (and watching every ReplicaSet of the cluster isn't free), and so are
-/// Rollouts with analysis. ClusterAnalysisTemplates are asked for only without --namespace.
+/// Rollouts with analysis or ingress-nginx. ClusterAnalysisTemplates are asked for only without --namespace.
 fn watch_lazy_kind(ctx: &Arc<Context>, kind: Lazy) {
     let Some(triggers) = ctx.triggers.get().cloned() else { return };
     let (client, settings) = (&ctx.client, &ctx.settings);
@@ -203,6 +204,9 @@ fn watch_lazy_kind(ctx: &Arc<Context>, kind: Lazy) {
         Lazy::AnalysisTemplates if ctx.analysis_templates.claim_start() => {
             let api = scoped_api::<AnalysisTemplate>(client, settings);
             spawn_references(ctx, api, |c| &c.analysis_templates, triggers);
+        }
+        Lazy::Ingresses if ctx.ingresses.claim_start() => {
+            spawn_references(ctx, scoped_api::<Ingress>(client, settings), |c| &c.ingresses, triggers);
         }
         Lazy::ClusterAnalysisTemplates if ctx.cluster_analysis_templates.claim_start() => {
             let api = Api::<ClusterAnalysisTemplate>::all(client.clone());
