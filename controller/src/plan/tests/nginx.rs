@@ -159,3 +159,32 @@ fn a_stable_ingress_that_is_missing_or_sends_elsewhere_is_invalid_and_nothing_is
     assert!(plan.actions.is_empty());
     assert!(plan.status.message.unwrap().contains("belongs to something else"));
 }
+
+#[test]
+fn istio_and_nginx_on_one_rollout_move_together() {
+    let mut sim = nginx_sim(vec![set_weight(20), pause(None), set_weight(50), pause(None)]);
+    let nginx = sim.observed.rollout.spec.strategy.canary.as_ref().unwrap().traffic_routing.clone().unwrap().nginx;
+    sim.observed.rollout = with_istio(sim.observed.rollout.clone());
+    sim.observed.rollout.spec.strategy.canary.as_mut().unwrap().traffic_routing.as_mut().unwrap().nginx = nginx;
+    sim.observed.virtual_services.as_mut().unwrap().insert((NAMESPACE.into(), "web".into()), virtual_service());
+    sim.settle();
+    sim.update_template("v2");
+    sim.settle();
+    assert_eq!((sim.vs_weights(), sim.ingress_weight()), ((80, 20), 20));
+    sim.set_status(|s| s.pause_conditions = None);
+    sim.settle();
+    assert_eq!((sim.vs_weights(), sim.ingress_weight()), ((50, 50), 50));
+    // The mesh holds its weight but the edge was changed: the step's weight is put back there only.
+    let ingress = sim.observed.ingresses.get_mut(CANARY_INGRESS).unwrap();
+    ingress.metadata.annotations.as_mut().unwrap().insert(WEIGHT.into(), "10".into());
+    let plan = sim.step();
+    let writes: Vec<&Action> = plan
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::PatchIngress { .. } | Action::SetVirtualServiceWeights { .. }))
+        .collect();
+    assert!(matches!(writes.as_slice(), [Action::PatchIngress { canary_weight: 50, .. }]), "{writes:?}");
+    sim.set_status(|s| s.pause_conditions = None);
+    sim.run_for(10);
+    assert_eq!((sim.vs_weights(), sim.ingress_weight(), phase(&sim).as_str()), ((100, 0), 0, "Healthy"));
+}
