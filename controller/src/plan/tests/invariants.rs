@@ -1,6 +1,7 @@
 //! Property tests of the invariants in `docs/architecture.md`, over random rollouts.
 
 use super::analysis::{analysis, analysis_step, with_templates};
+use super::nginx::nginx_observed;
 use super::sim::Sim;
 use super::*;
 use crate::api::{AnalysisPhase, RolloutAnalysisBackground};
@@ -22,6 +23,7 @@ enum Traffic {
     /// By pod counts, with stable and canary Services.
     Services,
     Istio,
+    Nginx,
 }
 
 /// Replicas, steps, traffic, background analysis from this step, and the script.
@@ -31,7 +33,7 @@ fn any_scenario() -> impl Strategy<Value = Scenario> {
     (
         1..8i32,
         proptest::collection::vec(any_step(), 0..6),
-        prop_oneof![Just(Traffic::Pods), Just(Traffic::Services), Just(Traffic::Istio)],
+        prop_oneof![Just(Traffic::Pods), Just(Traffic::Services), Just(Traffic::Istio), Just(Traffic::Nginx)],
         proptest::option::of(0..3i32),
         proptest::collection::vec(any::<u8>(), 1..40),
     )
@@ -53,12 +55,13 @@ fn check_invariants((replicas, steps, traffic, background, script): Scenario) ->
         analysis: analysis("smoke", json!([])),
         starting_step: Some(starting_step),
     });
-    let spec = match traffic {
-        Traffic::Pods => spec,
-        Traffic::Services => with_services(spec),
-        Traffic::Istio => with_istio(spec),
+    let observed = match traffic {
+        Traffic::Pods => observed(spec),
+        Traffic::Services => observed(with_services(spec)),
+        Traffic::Istio => observed(with_istio(spec)),
+        Traffic::Nginx => nginx_observed(spec),
     };
-    let mut sim = with_templates(Sim::new(observed(spec)));
+    let mut sim = with_templates(Sim::new(observed));
     let mut image = 1;
     for byte in script {
         match byte % 10 {
@@ -115,7 +118,7 @@ fn check_invariants((replicas, steps, traffic, background, script): Scenario) ->
                 // A second step only when it is the setWeight step whose weight this plan writes.
                 let second_step = usize::try_from(index_before + 1).unwrap_or(0);
                 let writes_its_weight = plan.actions.iter().any(|a| {
-                    matches!(a, Action::SetVirtualServiceWeights { canary_weight, .. }
+                    matches!(a, Action::SetVirtualServiceWeights { canary_weight, .. } | Action::PatchIngress { canary_weight, .. }
                         if sim.observed.rollout.spec.strategy.canary.as_ref().and_then(|c| c.steps.as_ref())
                             .and_then(|s| s.get(second_step)).and_then(|s| s.set_weight) == Some(*canary_weight))
                 });
@@ -144,7 +147,8 @@ fn check_invariants((replicas, steps, traffic, background, script): Scenario) ->
                             "Service pointed at {hash} with no available pods"
                         );
                     }
-                    Action::SetVirtualServiceWeights { canary_weight, .. } => {
+                    Action::SetVirtualServiceWeights { canary_weight, .. }
+                    | Action::PatchIngress { canary_weight, .. } => {
                         prop_assert!((0..=100).contains(canary_weight));
                         if *canary_weight > 0 {
                             let canary_hash = plan.status.current_pod_hash.clone().unwrap();

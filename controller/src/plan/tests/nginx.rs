@@ -9,7 +9,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 const CANARY_INGRESS: &str = "web-web-canary";
 const WEIGHT: &str = "nginx.ingress.kubernetes.io/canary-weight";
 
-fn stable_ingress() -> Ingress {
+pub(super) fn stable_ingress() -> Ingress {
     serde_json::from_value(json!({
         "metadata": {"name": "web", "namespace": NAMESPACE, "annotations": {"team": "shop"}},
         "spec": {"ingressClassName": "nginx", "rules": [
@@ -25,8 +25,9 @@ fn stable_ingress() -> Ingress {
     .unwrap()
 }
 
-fn nginx_sim(steps: Vec<CanaryStep>) -> Sim {
-    let mut rollout = with_services(rollout(4, steps));
+/// Adds ingress-nginx routing through the stable Ingress `web` (and the Services it needs).
+pub(super) fn with_nginx(rollout: Rollout) -> Rollout {
+    let mut rollout = with_services(rollout);
     let canary = rollout.spec.strategy.canary.as_mut().unwrap();
     canary.traffic_routing = Some(TrafficRouting {
         nginx: Some(NginxTrafficRouting {
@@ -36,12 +37,21 @@ fn nginx_sim(steps: Vec<CanaryStep>) -> Sim {
         }),
         ..Default::default()
     });
-    let mut observed = observed(rollout);
+    rollout
+}
+
+/// A Sim of `with_nginx`, its stable Ingress in place.
+pub(super) fn nginx_observed(rollout: Rollout) -> Observed {
+    let mut observed = observed(with_nginx(rollout));
     for name in ["web-stable", "web-canary"] {
         observed.services.insert(name.into(), service(name));
     }
     observed.ingresses.insert("web".into(), stable_ingress());
-    Sim::new(observed)
+    observed
+}
+
+fn nginx_sim(steps: Vec<CanaryStep>) -> Sim {
+    Sim::new(nginx_observed(rollout(4, steps)))
 }
 
 impl Sim {
