@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the pinned test control plane (kube-apiserver, kube-controller-manager, kube-scheduler,
 # kubectl, etcd, kwok, kwokctl) and Prometheus (prometheus, promtool) from the Go module proxy
-# into a cache outside the repo. Whatever is already in the cache is skipped.
+# into a cache outside the repo, and fetches the routers' CRDs (Gateway API, Istio) there too.
+# Whatever is already in the cache is skipped.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -101,4 +102,9 @@ if all_present "$PROMETHEUS_BIN" prometheus promtool; then
 else
   timed "building Prometheus $PROMETHEUS_VERSION (prometheus, promtool)" build_prometheus
 fi
-log "all binaries ready in $((SECONDS - total_start)) s ($(du -sh "$TESTBIN" | cut -f1) in $TESTBIN, $(du -sh "$PROMETHEUS_BIN" | cut -f1) in $PROMETHEUS_BIN)"
+if [ -d "$GATEWAY_API_CRDS" ] && [ -d "$ISTIO_CRDS" ]; then
+  log "Gateway API $GATEWAY_API_VERSION and Istio $ISTIO_API_VERSION CRDs: cached"
+else
+  timed "fetching the Gateway API $GATEWAY_API_VERSION and Istio $ISTIO_API_VERSION CRDs" fetch_router_crds
+fi
+log "all binaries and CRDs ready in $((SECONDS - total_start)) s ($(du -sh "$TESTBIN" | cut -f1) in $TESTBIN, $(du -sh "$PROMETHEUS_BIN" | cut -f1) in $PROMETHEUS_BIN)"

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Starts the local test cluster from the cached binaries (nothing is downloaded): etcd,
 # kube-apiserver (RBAC, static tokens), kube-controller-manager (fast HPA), kube-scheduler and
-# kwok with three fake nodes on 127.0.0.1 (how they and their pods behave: stages.yaml). Running
-# it again while the cluster is up is a no-op.
+# kwok with three fake nodes on 127.0.0.1 (how they and their pods behave: stages.yaml), with our
+# CRDs and the routers' (crds.sh). Running it again while the cluster is up is a no-op.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 for bin in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl; do
   [ -x "$TESTBIN/$bin" ] || die "$TESTBIN/$bin is missing: run 'make cluster-build' first"
+done
+for dir in "$GATEWAY_API_CRDS" "$ISTIO_CRDS"; do
+  [ -d "$dir" ] || die "$dir is missing: run 'make cluster-build' first"
 done
 export PATH="$TESTBIN:$PATH" KWOK_WORKDIR="$CLUSTER_STATE/kwok"
 READY_TIMEOUT=${ROLLOUTS_CLUSTER_TIMEOUT:-120}
@@ -85,8 +88,7 @@ wait_for "kube-apiserver" healthy
 # Namespaces can't be created until the default ServiceAccount machinery is up.
 wait_for "kube-controller-manager" admin get serviceaccount default -n default
 admin apply -f "$CLUSTER_DIR_SCRIPTS/nodes.yaml" >/dev/null
-admin apply -f "$REPO_ROOT/tests/fixtures/crds/" >/dev/null
-admin apply -f "$REPO_ROOT/crds/" >/dev/null
+KUBECONFIG=$KUBECONFIG_PATH "$CLUSTER_DIR_SCRIPTS/crds.sh"
 wait_for "kwok nodes" admin wait --for=condition=Ready node --all --timeout=2s
 
 # A kubeconfig per RBAC test user: same server and CA as the admin, authenticated by token.

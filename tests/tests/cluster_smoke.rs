@@ -95,3 +95,43 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: nobody}]
     assert!(default_pods.list(&ListParams::default()).await.is_err(), "the binding leaked outside {}", ns.name);
     Ok(())
 }
+
+/// The routers' real CRDs are served (Istio's and the Gateway API's from their published
+/// modules, ApisixRoute's our own schema), and a router object keeps fields we don't model.
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn the_routers_crds_are_served() -> anyhow::Result<()> {
+    let ns = TestNamespace::new("smoke-router-crds").await?;
+    for (group, version, kind) in [
+        ("networking.istio.io", "v1", "VirtualService"),
+        ("networking.istio.io", "v1", "DestinationRule"),
+        ("gateway.networking.k8s.io", "v1", "HTTPRoute"),
+        ("gateway.networking.k8s.io", "v1", "GRPCRoute"),
+        ("apisix.apache.org", "v2", "ApisixRoute"),
+    ] {
+        let gvk = kube::core::GroupVersionKind::gvk(group, version, kind);
+        let (resource, _) = kube::discovery::pinned_kind(&ns.client, &gvk).await?;
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(ns.client.clone(), &ns.name, &resource);
+        assert!(api.list(&ListParams::default()).await?.items.is_empty(), "{kind} listed");
+    }
+    ns.apply(
+        r#"
+apiVersion: apisix.apache.org/v2
+kind: ApisixRoute
+metadata: {name: web}
+spec:
+  http:
+  - name: rule1
+    match: {paths: [/*]}
+    backends: [{serviceName: web-stable, servicePort: 80, weight: 100}]
+    plugin_config_name: shared
+"#,
+    )
+    .await?;
+    let gvk = kube::core::GroupVersionKind::gvk("apisix.apache.org", "v2", "ApisixRoute");
+    let (resource, _) = kube::discovery::pinned_kind(&ns.client, &gvk).await?;
+    let route =
+        Api::<kube::api::DynamicObject>::namespaced_with(ns.client.clone(), &ns.name, &resource).get("web").await?;
+    assert_eq!(route.data["spec"]["http"][0]["plugin_config_name"], "shared", "unknown fields are kept");
+    Ok(())
+}
