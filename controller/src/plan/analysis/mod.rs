@@ -29,8 +29,7 @@ impl<'a> Planner<'a> {
         let retrying = self.before.aborted_at.is_some() && self.next.aborted_at.is_none();
         let new_revision = self.before.current_pod_hash.as_deref() != Some(self.hash.as_str());
         if retrying || new_revision {
-            self.set_run_status(RunKind::Background, None);
-            self.set_run_status(RunKind::Step(0), None);
+            self.forget_runs();
         }
         if self.aborted() || self.promoted() || self.next.promote_full == Some(true) {
             return;
@@ -112,8 +111,7 @@ impl<'a> Planner<'a> {
         // Done with analysis: the runs still measuring stop now. (An abort keeps its runs in the
         // status, to show why.)
         if self.promoted() || self.next.promote_full == Some(true) {
-            self.set_run_status(RunKind::Background, None);
-            self.set_run_status(RunKind::Step(0), None);
+            self.forget_runs();
         }
         let active =
             !(self.aborted() || self.promoted() || self.stable_missing || self.next.promote_full == Some(true));
@@ -255,6 +253,12 @@ impl<'a> Planner<'a> {
             RunKind::Step(_) => canary.current_step_analysis_run_status.as_ref(),
             RunKind::Background => canary.current_background_analysis_run_status.as_ref(),
         }
+    }
+
+    /// Neither the step's nor the background run is followed any more.
+    fn forget_runs(&mut self) {
+        self.set_run_status(RunKind::Background, None);
+        self.set_run_status(RunKind::Step(0), None);
     }
 
     fn set_run_status(&mut self, kind: RunKind, status: Option<RolloutAnalysisRunStatus>) {
