@@ -211,7 +211,7 @@ fn background_analysis_starts_at_its_step_runs_through_the_steps_and_its_failure
     sim.set_status(|s| s.pause_conditions = None);
     sim.settle();
     assert_eq!(sim.status().current_step_index, Some(3), "a background run doesn't gate the steps");
-    assert_eq!(sim.run_names(), [name.clone()], "one background run per revision");
+    assert_eq!(sim.run_names(), std::slice::from_ref(&name), "one background run per revision");
     sim.end_run(&name, AnalysisPhase::Failed);
     sim.settle();
     assert_eq!(sim.status().abort, Some(true));
@@ -272,7 +272,11 @@ fn a_run_created_but_not_yet_in_the_cache_is_created_again_not_twice() {
             _ => None,
         })
         .collect();
-    assert_eq!(created, [name.clone()], "the same name: the apiserver's AlreadyExists says it was created");
+    assert_eq!(
+        created,
+        std::slice::from_ref(&name),
+        "the same name: the apiserver's AlreadyExists says it was created"
+    );
     assert_eq!(sim.step_run(), Some(name));
 }
 
@@ -301,7 +305,8 @@ fn finished_runs_are_kept_to_the_history_limits() {
 
 #[test]
 fn analysis_that_could_never_run_is_invalid_before_anything_is_written() {
-    let invalid_cases: Vec<(Box<dyn Fn(&mut Sim)>, &str)> = vec![
+    type BreakIt = Box<dyn Fn(&mut Sim)>;
+    let invalid_cases: Vec<(BreakIt, &str)> = vec![
         (
             Box::new(|sim| sim.observed.analysis_templates.clear()),
             "spec.strategy.canary.steps[1].analysis.templates: Invalid value: \"smoke\": AnalysisTemplate 'smoke' not found",
