@@ -14,7 +14,7 @@ use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::mpsc;
 
-use crate::api::{AnalysisTemplate, ClusterAnalysisTemplate, Rollout, WorkloadKind};
+use crate::api::{AnalysisTemplate, ClusterAnalysisTemplate, Rollout, RouteKind, WorkloadKind};
 use crate::cache::{Cache, Key, References};
 use crate::cached::{CachedReplicaSet, CachedService};
 use crate::plan::{self, PlanConfig};
@@ -96,6 +96,34 @@ impl<K: kube::Resource> Watched<K> {
     }
 }
 
+/// The objects of one router kind, watched from when a Rollout first references one and the
+/// cluster serves the kind (looked for every 30 s until then).
+pub struct RouteCache {
+    pub watched: Watched<DynamicObject>,
+    /// Whether the lookup for the kind's API has started.
+    looking: AtomicBool,
+    served: AtomicBool,
+}
+
+impl RouteCache {
+    fn new() -> Self {
+        RouteCache { watched: Watched::new(), looking: AtomicBool::new(false), served: AtomicBool::new(false) }
+    }
+
+    /// True exactly once: for the caller that should look for the API and then watch.
+    pub fn claim_lookup(&self) -> bool {
+        !self.looking.swap(true, Ordering::SeqCst)
+    }
+
+    pub fn served(&self) -> bool {
+        self.served.load(Ordering::SeqCst)
+    }
+
+    pub fn set_served(&self) {
+        self.served.store(true, Ordering::SeqCst);
+    }
+}
+
 /// Settings that shape every reconcile.
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
@@ -134,6 +162,8 @@ pub struct Context {
     pub virtual_services: Watched<DynamicObject>,
     /// Stable and canary Ingresses of the nginx router.
     pub ingresses: Watched<Ingress>,
+    /// ApisixRoutes, HTTPRoutes and GRPCRoutes (see `RouteKind`).
+    route_caches: HashMap<RouteKind, RouteCache>,
     /// AnalysisRuns, watched once for this loop and the AnalysisRun loop.
     pub analysis_runs: RunStore,
     pub analysis_templates: Watched<AnalysisTemplate>,
@@ -162,6 +192,7 @@ pub enum Lazy {
     AnalysisTemplates,
     ClusterAnalysisTemplates,
     Ingresses,
+    Routes(RouteKind),
 }
 
 impl Context {
@@ -178,6 +209,7 @@ impl Context {
             services: Watched::new(),
             virtual_services: Watched::new(),
             ingresses: Watched::new(),
+            route_caches: RouteKind::ALL.into_iter().map(|kind| (kind, RouteCache::new())).collect(),
             analysis_runs: RunStore::default(),
             analysis_templates: Watched::new(),
             cluster_analysis_templates: Watched::new(),
@@ -211,6 +243,10 @@ impl Context {
         }
     }
 
+    pub fn routes(&self, kind: RouteKind) -> &RouteCache {
+        &self.route_caches[&kind]
+    }
+
     pub fn virtual_service_api(&self) -> Option<ApiResource> {
         self.virtual_service_api.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -230,7 +266,10 @@ impl Context {
             &self.ingresses.refs,
             &self.analysis_templates.refs,
             &self.cluster_analysis_templates.refs,
-        ] {
+        ]
+        .into_iter()
+        .chain(self.route_caches.values().map(|routes| &routes.watched.refs))
+        {
             refs.remove(rollout);
         }
         self.written.forget(rollout);
@@ -264,5 +303,6 @@ impl Context {
             && self.analysis_runs.synced()
             && self.analysis_templates.synced_or_idle()
             && self.cluster_analysis_templates.synced_or_idle()
+            && self.route_caches.values().all(|routes| routes.watched.synced_or_idle())
     }
 }

@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 
 use super::schema::{int_or_string, pass_through, pause_duration};
 use super::status::RolloutStatus;
-use super::{AnalysisRunStrategy, NginxTrafficRouting, RolloutAnalysis, RolloutAnalysisBackground};
+use super::{
+    AnalysisRunStrategy, ApisixTrafficRouting, ManagedRoute, NginxTrafficRouting, RolloutAnalysis, RolloutAnalysisBackground,
+    SetHeaderRoute, TrafficRouterPlugins,
+};
 
 /// A Rollout replaces a Deployment's rolling update with a canary that runs a list of steps.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -249,10 +252,14 @@ pub struct TrafficRouting {
     pub istio: Option<IstioTrafficRouting>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nginx: Option<NginxTrafficRouting>,
-    /// Not supported by this controller yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "pass_through")]
-    pub managed_routes: Option<Value>,
+    pub apisix: Option<ApisixTrafficRouting>,
+    /// The Gateway API plugin's key, served natively.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugins: Option<TrafficRouterPlugins>,
+    /// The routes steps add (`setHeaderRoute`), in order of precedence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_routes: Option<Vec<ManagedRoute>>,
     /// Not supported by this controller yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
@@ -328,10 +335,9 @@ pub struct CanaryStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "pass_through")]
     pub experiment: Option<Value>,
-    /// Not supported by this controller yet.
+    /// Sends requests with matching headers to the canary, until the update ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "pass_through")]
-    pub set_header_route: Option<Value>,
+    pub set_header_route: Option<SetHeaderRoute>,
     /// Not supported by this controller yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "pass_through")]

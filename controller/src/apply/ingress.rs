@@ -5,7 +5,7 @@ use kube::api::{Api, Patch};
 use kube::{Resource, ResourceExt};
 use serde_json::Value;
 
-use super::{controlled_by, params, post_params};
+use super::{create_owned, params};
 use crate::api::Rollout;
 use crate::context::{Context, Error};
 
@@ -13,20 +13,8 @@ fn api(ctx: &Context, rollout: &Rollout) -> Api<Ingress> {
     Api::namespaced(ctx.client.clone(), rollout.meta().namespace.as_deref().unwrap_or_default())
 }
 
-/// Creates the canary Ingress; one this Rollout controls already (our own create, not yet in the
-/// cache) counts as created.
 pub async fn create(ctx: &Context, rollout: &Rollout, ingress: &Ingress) -> Result<(), Error> {
-    let name = ingress.name_any();
-    match api(ctx, rollout).create(&post_params(), ingress).await {
-        Ok(_) => tracing::info!(rollout = %rollout.name_any(), ingress = %name, "canary ingress created"),
-        Err(kube::Error::Api(status)) if status.code == 409 => match api(ctx, rollout).get_opt(&name).await? {
-            Some(existing) if controlled_by(&existing, rollout) => {}
-            Some(_) => return Err(Error::Taken("Ingress", name)),
-            None => return Err(kube::Error::Api(status).into()),
-        },
-        Err(error) => return Err(error.into()),
-    }
-    Ok(())
+    create_owned(&api(ctx, rollout), rollout, ingress, "Ingress").await
 }
 
 pub async fn patch(

@@ -7,11 +7,12 @@ mod istio;
 mod pods;
 mod replicaset;
 mod revision;
+mod route;
 mod rollout;
 mod service;
 mod workload;
 
-use kube::api::{PatchParams, PostParams};
+use kube::api::{Api, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 
 use crate::api::{FIELD_MANAGER, Rollout};
@@ -34,6 +35,26 @@ fn controlled_by<K: Resource>(object: &K, rollout: &Rollout) -> bool {
         .owner_references()
         .iter()
         .any(|o| o.controller == Some(true) && Some(&o.uid) == rollout.metadata.uid.as_ref())
+}
+
+/// Creates an object the Rollout owns; one of that name it controls already (our own create, not
+/// yet in the cache) counts as created, one another owner holds is `Error::Taken`.
+async fn create_owned<K>(api: &Api<K>, rollout: &Rollout, object: &K, kind: &'static str) -> Result<(), Error>
+where
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = object.meta().name.clone().unwrap_or_default();
+    match api.create(&post_params(), object).await {
+        Ok(_) => tracing::info!(rollout = %rollout.name_any(), kind, %name, "created"),
+        Err(kube::Error::Api(status)) if status.code == 409 => match api.get_opt(&name).await? {
+            Some(existing) if controlled_by(&existing, rollout) => {}
+            Some(_) => return Err(Error::Taken(kind, name)),
+            // Gone since: the next attempt creates it.
+            None => return Err(kube::Error::Api(status).into()),
+        },
+        Err(error) => return Err(error.into()),
+    }
+    Ok(())
 }
 
 /// A write to an object that is gone (a retried delete, a run deleted meanwhile) has nothing left
@@ -91,6 +112,11 @@ pub async fn apply(ctx: &Context, observed: &Observed, plan: &Plan) -> Result<Op
             Action::PatchIngress { name, patch, canary_weight } => {
                 ingress::patch(ctx, rollout, name, patch, *canary_weight).await
             }
+            Action::PatchRoute { kind, namespace, name, patch, canary_weight } => {
+                route::patch(ctx, rollout, (*kind, namespace, name), patch, *canary_weight).await
+            }
+            Action::CreateRoute { kind, object } => route::create(ctx, rollout, *kind, object).await,
+            Action::DeleteRoute { kind, namespace, name, uid } => route::delete(ctx, (*kind, namespace, name), uid).await,
             Action::CreateAnalysisRun(run) => analysis::create(ctx, rollout, run).await,
             Action::TerminateAnalysisRun { name } => analysis::terminate(ctx, rollout, name).await,
             Action::DeleteAnalysisRun { name } => analysis::delete(ctx, rollout, name).await,

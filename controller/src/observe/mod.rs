@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use crate::api::{
     DESIRED_REPLICAS_ANNOTATION, EPHEMERAL_METADATA_ANNOTATION, MANAGED_BY_ANNOTATION, POD_TEMPLATE_HASH_LABEL,
     REVISION_ANNOTATION, REVISION_HISTORY_ANNOTATION, Rollout, SCALE_DOWN_DEADLINE_ANNOTATION,
-    TRAFFIC_CHANGED_ANNOTATION, WorkloadKind,
+    RouteKind, TRAFFIC_CHANGED_ANNOTATION, WorkloadKind,
 };
 use crate::cache::{Key, key_of};
 use crate::cached::{CachedReplicaSet, CachedService};
@@ -56,6 +56,8 @@ pub struct References {
     pub services: Vec<Key>,
     pub virtual_services: Vec<Key>,
     pub ingresses: Vec<Key>,
+    /// ApisixRoutes, HTTPRoutes and GRPCRoutes, by kind.
+    pub routes: BTreeMap<RouteKind, Vec<Key>>,
 }
 
 pub fn references(rollout: &Rollout) -> References {
@@ -76,6 +78,9 @@ pub fn references(rollout: &Rollout) -> References {
         refs.virtual_services = routers::istio::references(canary, &namespace);
         let name = rollout.metadata.name.as_deref().unwrap_or_default();
         refs.ingresses = routers::nginx::references(canary, name).iter().map(|i| key(i)).collect();
+        for (kind, reference) in routers::route_references(canary, &namespace) {
+            refs.routes.entry(kind).or_default().push(reference);
+        }
     }
     refs
 }
@@ -89,6 +94,10 @@ pub fn register(ctx: &Context, rollout: &Rollout, refs: &References) -> Vec<Key>
     ctx.pod_templates.refs.set(&rollout_key, refs.pod_templates.clone());
     ctx.virtual_services.refs.set(&rollout_key, refs.virtual_services.clone());
     ctx.ingresses.refs.set(&rollout_key, refs.ingresses.clone());
+    for kind in RouteKind::ALL {
+        let keys = refs.routes.get(&kind).cloned().unwrap_or_default();
+        ctx.routes(kind).watched.refs.set(&rollout_key, keys);
+    }
     ctx.services.refs.set(&rollout_key, refs.services.clone())
 }
 
@@ -140,6 +149,25 @@ pub async fn observe(ctx: &Arc<Context>, rollout: &Rollout, now: Timestamp) -> R
         }
     }
 
+    let mut route_objects = BTreeMap::new();
+    for (kind, keys) in &refs.routes {
+        ctx.watch_kind(Lazy::Routes(*kind));
+        let routes = ctx.routes(*kind);
+        if !routes.served() {
+            route_objects.insert(*kind, None);
+            continue;
+        }
+        let resource = kind.api_resource();
+        let mut found = BTreeMap::new();
+        for key in keys {
+            let api = Api::<DynamicObject>::namespaced_with(client.clone(), &key.0, &resource);
+            if let Some(object) = lookup(&routes.watched, api, key).await? {
+                found.insert(key.clone(), (*object).clone());
+            }
+        }
+        route_objects.insert(*kind, Some(found));
+    }
+
     let uid = rollout.metadata.uid.clone().unwrap_or_default();
     let selector = rollout
         .spec
@@ -185,6 +213,7 @@ pub async fn observe(ctx: &Arc<Context>, rollout: &Rollout, now: Timestamp) -> R
         services,
         virtual_services,
         ingresses,
+        route_objects,
         pods,
         stable_template,
         analysis_runs: analysis::runs(ctx, rollout),

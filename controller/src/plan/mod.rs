@@ -43,7 +43,9 @@ pub use observed::{
     Observed, PlanConfig, PodView, RecordedTemplate, ReplicaSetView, ServiceView, VirtualServiceView, Workload,
 };
 
-use crate::api::{AnalysisRun, Phase, Rollout, RolloutStatus};
+use kube::api::DynamicObject;
+
+use crate::api::{AnalysisRun, Phase, Rollout, RolloutStatus, RouteKind};
 use conditions as cond;
 use metadata::MetadataChange;
 use planner::Planner;
@@ -149,6 +151,27 @@ pub enum Action {
     },
     DeleteAnalysisRun {
         name: String,
+    },
+    /// A JSON Patch on a router's object (an ApisixRoute, an HTTPRoute, a GRPCRoute), each change
+    /// guarded by a `test` of what it changes; `canary_weight` when it moves traffic.
+    PatchRoute {
+        kind: RouteKind,
+        namespace: String,
+        name: String,
+        patch: Vec<serde_json::Value>,
+        canary_weight: Option<i32>,
+    },
+    /// Create a router's object this Rollout owns (a header route's ApisixRoute).
+    CreateRoute {
+        kind: RouteKind,
+        object: Box<DynamicObject>,
+    },
+    /// Delete a router's object this Rollout owns, if it still is the one with `uid`.
+    DeleteRoute {
+        kind: RouteKind,
+        namespace: String,
+        name: String,
+        uid: String,
     },
 }
 

@@ -11,7 +11,9 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 
 use crate::analysis::templates::TemplateKey;
-use crate::api::{AnalysisRun, AnalysisTemplateSpec, PodMetadata, Rollout};
+use kube::api::DynamicObject;
+
+use crate::api::{AnalysisRun, AnalysisTemplateSpec, PodMetadata, Rollout, RouteKind};
 
 #[derive(Clone, Debug)]
 pub struct Observed {
@@ -29,6 +31,10 @@ pub struct Observed {
     /// The stable Ingresses the nginx router names and their canary Ingresses, those that exist,
     /// by name (in the Rollout's namespace).
     pub ingresses: BTreeMap<String, Ingress>,
+    /// The objects of the routers' custom resources the Rollout references, for each kind it
+    /// references: those that exist, by (namespace, name), or `None` when the cluster doesn't
+    /// serve the kind.
+    pub route_objects: BTreeMap<RouteKind, Option<BTreeMap<(String, String), DynamicObject>>>,
     /// Pods of the rollout; gathered only while a restart is pending.
     pub pods: Vec<PodView>,
     /// The recorded pod template of the stable revision, read only when its ReplicaSet is gone.
@@ -40,6 +46,17 @@ pub struct Observed {
     pub analysis_templates: BTreeMap<TemplateKey, AnalysisTemplateSpec>,
     pub now: Timestamp,
     pub config: PlanConfig,
+}
+
+impl Observed {
+    /// The referenced object of `kind` at (`namespace`, `name`), if it exists; an error naming
+    /// the CRD when the cluster doesn't serve the kind.
+    pub fn route_object(&self, kind: RouteKind, namespace: &str, name: &str) -> Result<Option<&DynamicObject>, String> {
+        match self.route_objects.get(&kind) {
+            Some(Some(objects)) => Ok(objects.get(&(namespace.to_string(), name.to_string()))),
+            _ => Err(kind.missing_api()),
+        }
+    }
 }
 
 /// Controller-wide settings that decisions depend on.

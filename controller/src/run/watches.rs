@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use crate::analysis::reconcile::Analysis;
 use crate::api::{
     AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate, POD_TEMPLATE_HASH_LABEL, TRAFFIC_CHANGED_ANNOTATION,
-    WorkloadKind,
+    RouteKind, WorkloadKind,
 };
 use crate::cache::{Key, key_of};
 use crate::cached::{CachedReplicaSet, CachedService};
@@ -69,9 +69,10 @@ fn strip_deployment(deployment: &mut Deployment) {
     }
 }
 
-/// Of a referenced VirtualService only the spec matters, and of its annotations only ours and
-/// whether there are any (weight patches add to the map or create it).
-fn strip_virtual_service(vs: &mut DynamicObject) {
+/// Of a referenced router object (a VirtualService, an ApisixRoute, ...) only the spec and labels
+/// matter, and of its annotations only ours and whether there are any (weight patches add to the
+/// map or create it).
+fn strip_route_object(vs: &mut DynamicObject) {
     strip_managed_fields(vs);
     if let Some(annotations) = vs.metadata.annotations.as_mut() {
         annotations.retain(|key, _| key == TRAFFIC_CHANGED_ANNOTATION);
@@ -208,6 +209,9 @@ fn watch_lazy_kind(ctx: &Arc<Context>, kind: Lazy) {
         Lazy::Ingresses if ctx.ingresses.claim_start() => {
             spawn_references(ctx, scoped_api::<Ingress>(client, settings), |c| &c.ingresses, triggers);
         }
+        Lazy::Routes(kind) if ctx.routes(kind).claim_lookup() => {
+            tokio::spawn(watch_routes(ctx.clone(), kind, triggers));
+        }
         Lazy::ClusterAnalysisTemplates if ctx.cluster_analysis_templates.claim_start() => {
             let api = Api::<ClusterAnalysisTemplate>::all(client.clone());
             spawn_references(ctx, api, |c| &c.cluster_analysis_templates, triggers);
@@ -225,6 +229,41 @@ fn spawn_references<K>(
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     tokio::spawn(watch_references(ctx.clone(), api, watched, strip_managed_fields, triggers));
+}
+
+/// Whether the cluster serves `kind` at the version this controller reads.
+async fn serves(client: &Client, kind: RouteKind) -> Option<ApiResource> {
+    let (group, version, kind, _) = kind.gvk();
+    let group = discovery::group(client, group).await.ok()?;
+    group.versioned_resources(version).into_iter().map(|(resource, _)| resource).find(|r| r.kind == kind)
+}
+
+/// Watches the objects of a router kind once the cluster serves it; until then the Rollouts that
+/// use it are told its CRD is missing, and it is looked for again every 30 s.
+async fn watch_routes(ctx: Arc<Context>, kind: RouteKind, triggers: mpsc::Sender<Trigger>) {
+    let resource = loop {
+        if let Some(resource) = serves(&ctx.client, kind).await {
+            break resource;
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    };
+    tracing::info!(kind = %resource.kind, version = %resource.version, "watching router objects");
+    let routes = ctx.routes(kind);
+    routes.watched.claim_start();
+    routes.set_served();
+    if !send_all(&triggers, routes.watched.refs.all_rollouts()).await {
+        return;
+    }
+    let api: Api<DynamicObject> = match &ctx.settings.namespace {
+        Some(namespace) => Api::namespaced_with(ctx.client.clone(), namespace, &resource),
+        None => Api::all_with(ctx.client.clone(), &resource),
+    };
+    let watched: fn(&Context) -> &Watched<DynamicObject> = match kind {
+        RouteKind::ApisixRoute => |c| &c.routes(RouteKind::ApisixRoute).watched,
+        RouteKind::HttpRoute => |c| &c.routes(RouteKind::HttpRoute).watched,
+        RouteKind::GrpcRoute => |c| &c.routes(RouteKind::GrpcRoute).watched,
+    };
+    watch_references(ctx, api, watched, strip_route_object, triggers).await;
 }
 
 /// The newest served version of networking.istio.io VirtualServices, if the cluster has any.
@@ -259,5 +298,5 @@ async fn watch_virtual_services(ctx: Arc<Context>, triggers: mpsc::Sender<Trigge
         Some(namespace) => Api::namespaced_with(ctx.client.clone(), namespace, &resource),
         None => Api::all_with(ctx.client.clone(), &resource),
     };
-    watch_references(ctx, api, |c| &c.virtual_services, strip_virtual_service, triggers).await;
+    watch_references(ctx, api, |c| &c.virtual_services, strip_route_object, triggers).await;
 }

@@ -97,6 +97,9 @@ fn action_kind(action: &Action) -> &'static str {
         Action::CreateAnalysisRun(_) | Action::TerminateAnalysisRun { .. } | Action::DeleteAnalysisRun { .. } => {
             "analysisrun"
         }
+        Action::PatchRoute { kind, .. } | Action::CreateRoute { kind, .. } | Action::DeleteRoute { kind, .. } => {
+            kind.gvk().3
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::api::{CanaryStrategy, IstioVirtualService, TRAFFIC_CHANGED_ANNOTATION};
+use crate::api::{CanaryStrategy, IstioVirtualService};
 use crate::plan::{Action, Observed, VirtualServiceView};
 
 /// A VirtualService this Rollout manages, with the routes it sets weights on.
@@ -82,13 +82,23 @@ impl ManagedVirtualService {
         if patch.is_empty() {
             return None;
         }
-        patch.extend(stamp_patch(vs, at));
+        patch.extend(super::stamp_patch(vs.annotated, vs.resource_version.as_deref(), at));
         Some(Action::SetVirtualServiceWeights {
             namespace: self.namespace.clone(),
             name: self.name.clone(),
             patch,
             canary_weight: weight,
         })
+    }
+
+    /// STUB: header routes are being written.
+    pub fn set_header_routes(
+        &self,
+        _observed: &Observed,
+        _services: (&str, &str),
+        _routes: &super::HeaderRoutes,
+    ) -> Vec<Action> {
+        Vec::new()
     }
 
     /// When this controller last set its weights.
@@ -279,21 +289,6 @@ fn weight_patch(spec: &Value, routes: &[RouteRef], stable: &str, canary: &str, c
         }
     }
     operations
-}
-
-/// JSON Patch operations that record `at` in the VirtualService's traffic-changed annotation, in
-/// the same write as the weights. Without annotations the map is created, guarded by the
-/// resourceVersion so annotations added meanwhile are not replaced.
-fn stamp_patch(vs: &VirtualServiceView, at: Timestamp) -> Vec<Value> {
-    let value = at.to_string();
-    if vs.annotated {
-        let key = TRAFFIC_CHANGED_ANNOTATION.replace('~', "~0").replace('/', "~1");
-        return vec![json!({"op": "add", "path": format!("/metadata/annotations/{key}"), "value": value})];
-    }
-    vec![
-        json!({"op": "test", "path": "/metadata/resourceVersion", "value": vs.resource_version}),
-        json!({"op": "add", "path": "/metadata/annotations", "value": {TRAFFIC_CHANGED_ANNOTATION: value}}),
-    ]
 }
 
 #[cfg(test)]

@@ -141,6 +141,7 @@ fn observed(rollout: Rollout) -> Observed {
         services: BTreeMap::new(),
         virtual_services: Some(BTreeMap::new()),
         ingresses: BTreeMap::new(),
+        route_objects: BTreeMap::new(),
         pods: Vec::new(),
         stable_template: None,
         analysis_runs: Vec::new(),

@@ -199,6 +199,29 @@ impl Sim {
                 json_patch::merge(&mut json, patch);
                 *ingress = serde_json::from_value(json).unwrap();
             }
+            Action::PatchRoute { kind, namespace, name, patch, .. } => {
+                let objects = self.observed.route_objects.get_mut(kind).and_then(Option::as_mut).expect("kind served");
+                let object = objects.get_mut(&(namespace.clone(), name.clone())).expect("patched route exists");
+                let mut json = serde_json::to_value(&*object).unwrap();
+                let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(patch.clone())).unwrap();
+                json_patch::patch(&mut json, &patch).expect("route patch applies");
+                let version: u64 = json["metadata"]["resourceVersion"].as_str().unwrap_or("0").parse().unwrap();
+                json["metadata"]["resourceVersion"] = json!((version + 1).to_string());
+                *object = serde_json::from_value(json).unwrap();
+            }
+            Action::CreateRoute { kind, object } => {
+                let objects = self.observed.route_objects.get_mut(kind).and_then(Option::as_mut).expect("kind served");
+                let key = (object.metadata.namespace.clone().unwrap(), object.metadata.name.clone().unwrap());
+                assert!(!objects.contains_key(&key), "created {key:?} twice");
+                let mut created = (**object).clone();
+                created.metadata.uid = Some(format!("uid-{}", key.1));
+                created.metadata.resource_version = Some("1".into());
+                objects.insert(key, created);
+            }
+            Action::DeleteRoute { kind, namespace, name, .. } => {
+                let objects = self.observed.route_objects.get_mut(kind).and_then(Option::as_mut).expect("kind served");
+                objects.remove(&(namespace.clone(), name.clone()));
+            }
             Action::CreateAnalysisRun(run) => {
                 let name = run.metadata.name.as_deref();
                 if !self.observed.analysis_runs.iter().any(|r| r.metadata.name.as_deref() == name) {
