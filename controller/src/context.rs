@@ -97,7 +97,7 @@ impl<K: kube::Resource> Watched<K> {
 }
 
 /// The objects of one router kind, watched from when a Rollout first references one and the
-/// cluster serves the kind (looked for every 30 s until then).
+/// cluster serves the kind (looked for every 10 s until then).
 pub struct RouteCache {
     pub watched: Watched<DynamicObject>,
     /// Whether the lookup for the kind's API has started.

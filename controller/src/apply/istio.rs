@@ -1,11 +1,11 @@
-//! VirtualService weights, written as a JSON Patch through the dynamic API.
+//! VirtualService weights and header routes, written as a JSON Patch through the dynamic API.
 
 use kube::api::{Api, DynamicObject, Patch};
 
 use super::params;
 use crate::context::{Context, Error};
 
-pub async fn set_weights(
+pub async fn patch(
     ctx: &Context,
     namespace: &str,
     name: &str,

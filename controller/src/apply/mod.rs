@@ -94,9 +94,16 @@ pub async fn apply(ctx: &Context, observed: &Observed, plan: &Plan) -> Result<Op
                 service::set_selector(ctx, rollout, service, hash.as_deref(), *changed_at).await
             }
             Action::SetVirtualServiceWeights { namespace, name, patch, canary_weight } => {
-                let result = istio::set_weights(ctx, namespace, name, patch).await;
+                let result = istio::patch(ctx, namespace, name, patch).await;
                 if result.is_ok() {
                     tracing::info!(rollout = %rollout.name_any(), virtualservice = %format_args!("{namespace}/{name}"), canary_weight, "traffic moved");
+                }
+                result
+            }
+            Action::PatchVirtualService { namespace, name, patch } => {
+                let result = istio::patch(ctx, namespace, name, patch).await;
+                if result.is_ok() {
+                    tracing::info!(rollout = %rollout.name_any(), virtualservice = %format_args!("{namespace}/{name}"), "header routes changed");
                 }
                 result
             }

@@ -11,6 +11,7 @@ mod analysis;
 mod conditions;
 pub mod defaults;
 mod finalize;
+mod header_routes;
 pub mod hash;
 pub mod metadata;
 mod objects;
@@ -113,6 +114,12 @@ pub enum Action {
         name: String,
         patch: Vec<serde_json::Value>,
         canary_weight: i32,
+    },
+    /// A JSON Patch of a VirtualService's header routes.
+    PatchVirtualService {
+        namespace: String,
+        name: String,
+        patch: Vec<serde_json::Value>,
     },
     /// Set `spec.replicas` of the referenced Deployment.
     ScaleWorkload {

@@ -42,6 +42,8 @@ pub(super) struct Planner<'a> {
     pub(super) written_weight: Option<i32>,
     /// The current step's Inconclusive run was promoted: the step is done.
     pub(super) inconclusive_promoted: bool,
+    /// The header routes in force are in place once this plan's writes are done.
+    pub(super) header_routes_ready: bool,
 }
 
 impl<'a> Planner<'a> {
@@ -81,6 +83,7 @@ impl<'a> Planner<'a> {
             pause_expired_at: None,
             written_weight: None,
             inconclusive_promoted: false,
+            header_routes_ready: false,
         }
     }
 
@@ -103,6 +106,7 @@ impl<'a> Planner<'a> {
         self.size_replica_sets();
         self.route_services();
         self.route_traffic();
+        self.route_headers();
         self.advance_step(true);
         self.promote();
         self.keep_analysis_runs();

@@ -30,6 +30,7 @@ pub const SCALING_REPLICA_SET: &str = "ScalingReplicaSet";
 pub const SKIP_STEPS: &str = "SkipSteps";
 pub const SWITCH_SERVICE: &str = "SwitchService";
 pub const TRAFFIC_WEIGHT_UPDATED: &str = "TrafficWeightUpdated";
+pub const HEADER_ROUTES_UPDATED: &str = "HeaderRoutesUpdated";
 // Events of this controller only.
 pub const ROLLOUT_ABORT_IGNORED: &str = "RolloutAbortIgnored";
 pub const REPLICA_SET_RECREATED: &str = "ReplicaSetRecreated";

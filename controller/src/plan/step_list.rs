@@ -72,6 +72,16 @@ pub fn describe_step(step: &CanaryStep) -> String {
             _ => "setCanaryScale{matchTrafficWeight: true}".into(),
         };
     }
+    if let Some(analysis) = &step.analysis {
+        let names: Vec<&str> = analysis.templates.iter().map(|t| t.template_name.as_str()).collect();
+        return format!("analysis: {}", names.join(", "));
+    }
+    if let Some(route) = &step.set_header_route {
+        return match &route.matches {
+            Some(matches) if !matches.is_empty() => format!("setHeaderRoute: {}", route.name),
+            _ => format!("setHeaderRoute: {} removed", route.name),
+        };
+    }
     "unsupported step".into()
 }
 

@@ -57,6 +57,9 @@ impl<'a> Planner<'a> {
         if step.analysis.is_some() {
             return !writes_planned && self.step_analysis_done(index);
         }
+        if step.set_header_route.is_some() {
+            return self.header_step_done(writes_planned);
+        }
         if step.set_weight.is_none() && step.set_canary_scale.is_none() {
             return false;
         }

@@ -49,6 +49,7 @@ pub fn validate(observed: &Observed) -> Result<ValidRollout<'_>, String> {
     check_ephemeral_metadata(canary, &selector)?;
     let services = check_services(observed, canary, &template)?;
     let routers = routers::configured(observed, canary, services)?;
+    super::header_routes::check(canary, steps, &routers)?;
     super::analysis::validate::check(observed, canary, &selector)?;
     Ok(ValidRollout { canary, steps, template, selector, services, routers })
 }
@@ -69,7 +70,6 @@ fn unsupported_features(spec: &RolloutSpec, canary: &CanaryStrategy) -> Result<(
         for router in routing.other_routers.keys() {
             found.push(format!("spec.strategy.canary.trafficRouting.{router} (istio and nginx are)"));
         }
-        flag(&mut found, routing.managed_routes.is_some(), "spec.strategy.canary.trafficRouting.managedRoutes");
         flag(
             &mut found,
             routing.max_traffic_weight.is_some_and(|w| w != 100),
@@ -84,7 +84,6 @@ fn unsupported_features(spec: &RolloutSpec, canary: &CanaryStrategy) -> Result<(
     for (index, step) in canary.steps.iter().flatten().enumerate() {
         for (present, kind) in [
             (step.experiment.is_some(), "experiment"),
-            (step.set_header_route.is_some(), "setHeaderRoute"),
             (step.set_mirror_route.is_some(), "setMirrorRoute"),
             (step.plugin.is_some(), "plugin"),
         ] {

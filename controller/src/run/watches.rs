@@ -231,6 +231,9 @@ fn spawn_references<K>(
     tokio::spawn(watch_references(ctx.clone(), api, watched, strip_managed_fields, triggers));
 }
 
+/// How often a router's API the cluster doesn't serve yet is looked for (one discovery request).
+const API_LOOKUP_PERIOD: Duration = Duration::from_secs(10);
+
 /// Whether the cluster serves `kind` at the version this controller reads.
 async fn serves(client: &Client, kind: RouteKind) -> Option<ApiResource> {
     let (group, version, kind, _) = kind.gvk();
@@ -239,13 +242,13 @@ async fn serves(client: &Client, kind: RouteKind) -> Option<ApiResource> {
 }
 
 /// Watches the objects of a router kind once the cluster serves it; until then the Rollouts that
-/// use it are told its CRD is missing, and it is looked for again every 30 s.
+/// use it are told its CRD is missing, and it is looked for again every 10 s.
 async fn watch_routes(ctx: Arc<Context>, kind: RouteKind, triggers: mpsc::Sender<Trigger>) {
     let resource = loop {
         if let Some(resource) = serves(&ctx.client, kind).await {
             break resource;
         }
-        tokio::time::sleep(Duration::from_secs(30)).await;
+        tokio::time::sleep(API_LOOKUP_PERIOD).await;
     };
     tracing::info!(kind = %resource.kind, version = %resource.version, "watching router objects");
     let routes = ctx.routes(kind);
@@ -279,13 +282,13 @@ async fn discover_virtual_services(client: &Client) -> Option<ApiResource> {
 }
 
 /// Watches VirtualServices once their API exists; until then Rollouts that use Istio are told
-/// the API is missing, and it is looked for again every 30 s.
+/// the API is missing, and it is looked for again every 10 s.
 async fn watch_virtual_services(ctx: Arc<Context>, triggers: mpsc::Sender<Trigger>) {
     let resource = loop {
         if let Some(resource) = discover_virtual_services(&ctx.client).await {
             break resource;
         }
-        tokio::time::sleep(Duration::from_secs(30)).await;
+        tokio::time::sleep(API_LOOKUP_PERIOD).await;
     };
     tracing::info!(version = %resource.version, "watching Istio VirtualServices");
     ctx.virtual_services.claim_start();

@@ -90,7 +90,7 @@ fn action_kind(action: &Action) -> &'static str {
         | Action::SetTemplateMetadata { .. } => "replicaset",
         Action::RecordTemplate(_) | Action::DeleteTemplateRecord { .. } => "controllerrevision",
         Action::SetServiceSelector { .. } => "service",
-        Action::SetVirtualServiceWeights { .. } => "virtualservice",
+        Action::SetVirtualServiceWeights { .. } | Action::PatchVirtualService { .. } => "virtualservice",
         Action::CreateIngress(_) | Action::PatchIngress { .. } => "ingress",
         Action::ScaleWorkload { .. } => "deployment",
         Action::EvictPod { .. } | Action::SetPodMetadata { .. } => "pod",

@@ -50,7 +50,8 @@ pub fn configured(
                 "{FIELD}: VirtualService \"{name}\" not found in namespace {namespace}; create it or correct the name"
             )
         })?;
-        let routes = managed_routes(&vs.spec, config).map_err(|e| format!("{FIELD}: {e}"))?;
+        let header_routes = super::super::header_routes::managed_names(canary);
+        let routes = managed_routes(&vs.spec, config, &header_routes).map_err(|e| format!("{FIELD}: {e}"))?;
         check_destinations(&vs.spec, &routes, &config.name, stable, canary_service)
             .map_err(|e| format!("{FIELD}: {e}"))?;
         managed.push(ManagedVirtualService { namespace, name, routes });
@@ -59,7 +60,7 @@ pub fn configured(
 }
 
 impl ManagedVirtualService {
-    fn found<'o>(&self, observed: &'o Observed) -> Option<&'o VirtualServiceView> {
+    pub(super) fn found<'o>(&self, observed: &'o Observed) -> Option<&'o VirtualServiceView> {
         observed.virtual_services.as_ref()?.get(&(self.namespace.clone(), self.name.clone()))
     }
 
@@ -91,16 +92,6 @@ impl ManagedVirtualService {
         })
     }
 
-    /// STUB: header routes are being written.
-    pub fn set_header_routes(
-        &self,
-        _observed: &Observed,
-        _services: (&str, &str),
-        _routes: &super::HeaderRoutes,
-    ) -> Vec<Action> {
-        Vec::new()
-    }
-
     /// When this controller last set its weights.
     pub fn traffic_changed_at(&self, observed: &Observed) -> Option<Timestamp> {
         self.found(observed)?.traffic_changed_at
@@ -128,27 +119,32 @@ fn section<'a>(spec: &'a Value, name: &str) -> &'a [Value] {
     spec.get(name).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
 }
 
-/// The routes of `spec` that `config` manages, or why they can't be chosen.
-fn managed_routes(spec: &Value, config: &IstioVirtualService) -> Result<Vec<RouteRef>, String> {
+/// The routes of `spec` that `config` manages, or why they can't be chosen. The header routes
+/// this controller adds (named in `header_routes`) are not among them.
+fn managed_routes(spec: &Value, config: &IstioVirtualService, header_routes: &[&str]) -> Result<Vec<RouteRef>, String> {
     let vs = &config.name;
-    let http = section(spec, "http");
+    let route_name = |route: &Value| route.get("name").and_then(Value::as_str).map(str::to_owned);
+    let all = section(spec, "http");
+    let http: Vec<(usize, &Value)> = (all.iter().enumerate())
+        .filter(|(_, route)| route_name(route).is_none_or(|name| !header_routes.contains(&name.as_str())))
+        .collect();
     let mut routes = Vec::new();
     match &config.routes {
         Some(names) if !names.is_empty() => {
             for wanted in names {
-                let index = http
+                let (index, _) = http
                     .iter()
-                    .position(|route| route.get("name").and_then(Value::as_str) == Some(wanted))
+                    .find(|(_, route)| route.get("name").and_then(Value::as_str) == Some(wanted))
                     .ok_or_else(|| {
                         format!("HTTP route '{wanted}' not found in VirtualService '{vs}'; check virtualService.routes")
                     })?;
-                routes.push(RouteRef { section: "http", index });
+                routes.push(RouteRef { section: "http", index: *index });
             }
         }
-        _ if http.len() == 1 => routes.push(RouteRef { section: "http", index: 0 }),
+        _ if http.len() == 1 => routes.push(RouteRef { section: "http", index: http[0].0 }),
         _ if !http.is_empty() => {
             let unnamed: Vec<usize> =
-                http.iter().enumerate().filter(|(_, route)| route.get("name").is_none()).map(|(i, _)| i).collect();
+                http.iter().filter(|(_, route)| route.get("name").is_none()).map(|(i, _)| *i).collect();
             match unnamed.as_slice() {
                 [index] => routes.push(RouteRef { section: "http", index: *index }),
                 _ => {
@@ -291,5 +287,6 @@ fn weight_patch(spec: &Value, routes: &[RouteRef], stable: &str, canary: &str, c
     operations
 }
 
+mod headers;
 #[cfg(test)]
 mod tests;

@@ -20,6 +20,7 @@ mod canary;
 mod crash;
 mod drift;
 mod ephemeral;
+mod header_routes;
 mod invariants;
 mod nginx;
 mod sim;

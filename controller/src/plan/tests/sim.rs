@@ -135,7 +135,8 @@ impl Sim {
                     }
                 }
             }
-            Action::SetVirtualServiceWeights { namespace, name, patch, .. } => {
+            Action::SetVirtualServiceWeights { namespace, name, patch, .. }
+            | Action::PatchVirtualService { namespace, name, patch } => {
                 let vs = self
                     .observed
                     .virtual_services

@@ -34,18 +34,18 @@ fn references_name_a_namespace_after_the_last_dot() {
 fn routes_are_picked_by_name_single_route_or_the_only_unnamed_one() {
     let spec = two_routes();
     assert_eq!(
-        managed_routes(&spec, &config(Some(vec!["primary"]))).unwrap(),
+        managed_routes(&spec, &config(Some(vec!["primary"])), &[]).unwrap(),
         vec![RouteRef { section: "http", index: 0 }]
     );
-    let missing = managed_routes(&spec, &config(Some(vec!["nope"]))).unwrap_err();
+    let missing = managed_routes(&spec, &config(Some(vec!["nope"])), &[]).unwrap_err();
     assert!(missing.contains("'nope' not found"), "{missing}");
-    let ambiguous = managed_routes(&spec, &config(None)).unwrap_err();
+    let ambiguous = managed_routes(&spec, &config(None), &[]).unwrap_err();
     assert!(ambiguous.contains("has 2 HTTP routes"), "{ambiguous}");
     let one_unnamed = json!({"http": [{"name": "a", "route": []}, {"route": []}]});
-    assert_eq!(managed_routes(&one_unnamed, &config(None)).unwrap(), vec![RouteRef { section: "http", index: 1 }]);
+    assert_eq!(managed_routes(&one_unnamed, &config(None), &[]).unwrap(), vec![RouteRef { section: "http", index: 1 }]);
     let single = json!({"http": [{"name": "x", "route": []}]});
-    assert_eq!(managed_routes(&single, &config(None)).unwrap().len(), 1);
-    assert!(managed_routes(&json!({}), &config(None)).is_err());
+    assert_eq!(managed_routes(&single, &config(None), &[]).unwrap().len(), 1);
+    assert!(managed_routes(&json!({}), &config(None), &[]).is_err());
 }
 
 #[test]
@@ -59,11 +59,11 @@ fn tls_and_tcp_routes_only_where_configured() {
     cfg.tls_routes = Some(vec![TlsRoute { port: Some(8443), sni_hosts: Some(vec!["b.example".into()]) }]);
     cfg.tcp_routes = Some(vec![TcpRoute { port: Some(5432) }]);
     assert_eq!(
-        managed_routes(&spec, &cfg).unwrap(),
+        managed_routes(&spec, &cfg, &[]).unwrap(),
         vec![RouteRef { section: "tls", index: 1 }, RouteRef { section: "tcp", index: 0 }]
     );
     cfg.tcp_routes = Some(vec![TcpRoute { port: Some(1) }]);
-    assert!(managed_routes(&spec, &cfg).unwrap_err().contains("TCP"));
+    assert!(managed_routes(&spec, &cfg, &[]).unwrap_err().contains("TCP"));
 }
 
 #[test]
