@@ -141,6 +141,30 @@ pub async fn http_get(address: SocketAddr, path: &str) -> Result<(u16, String)> 
     Ok((code, body))
 }
 
+/// The samples of an OpenMetrics counter family in `text`, each with its labels' values.
+pub fn counter_samples(text: &str, family: &str) -> Result<Vec<(Vec<String>, f64)>> {
+    use openmetrics_parser::{MetricNumber, OpenMetricsValue, openmetrics::parse_openmetrics};
+    let exposition = parse_openmetrics(text).map_err(|e| anyhow::anyhow!("not valid OpenMetrics: {e:?}"))?;
+    let family = exposition.families.get(family).with_context(|| format!("no metric family {family}"))?;
+    let mut samples = Vec::new();
+    for sample in family.iter_samples() {
+        if let OpenMetricsValue::Counter(counter) = &sample.value {
+            let value = match counter.value {
+                MetricNumber::Float(value) => value,
+                MetricNumber::Int(value) => value as f64,
+            };
+            let labels = sample.get_labelset().map_err(|e| anyhow::anyhow!("labels: {e:?}"))?;
+            samples.push((labels.iter_values().cloned().collect(), value));
+        }
+    }
+    Ok(samples)
+}
+
+/// The value of an OpenMetrics counter in `text`, summed over its series.
+pub fn counter(text: &str, family: &str) -> Result<f64> {
+    Ok(counter_samples(text, family)?.iter().map(|(_, value)| value).sum())
+}
+
 impl TestNamespace {
     /// A kubeconfig that authenticates as ServiceAccount `name` of this namespace.
     pub async fn service_account_kubeconfig(&self, name: &str) -> Result<PathBuf> {

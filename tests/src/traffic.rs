@@ -1,8 +1,9 @@
 //! Where a Rollout's traffic goes, for any Rollout: the stable and canary Services' selectors,
-//! the weights of an Istio VirtualService when there is one, and the available pods of each
-//! ReplicaSet. A watch checks every state the apiserver goes through (in resourceVersion order)
-//! against the request-safety invariants of `docs/architecture.md`: no Service is pointed at a
-//! ReplicaSet without available pods (so no weight reaches one), and the weights add up to 100.
+//! the weights of an Istio VirtualService or an ApisixRoute when there is one, and the available
+//! pods of each ReplicaSet. A watch checks every state the apiserver goes through (in
+//! resourceVersion order) against the request-safety invariants of `docs/architecture.md`: no
+//! Service is pointed at a ReplicaSet without available pods (so no weight reaches one), and the
+//! weights add up to 100.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -30,7 +31,24 @@ pub struct Routing {
     pub canary_service: String,
     /// An Istio VirtualService (networking.istio.io/v1) whose route weighs the two Services.
     pub virtual_service: Option<String>,
+    /// An ApisixRoute (apisix.apache.org/v2) whose rule weighs them (without a VirtualService).
+    pub apisix_route: Option<String>,
 }
+
+impl Routing {
+    /// The object whose weights split the traffic: its kind (a key of `ROUTE_KINDS`) and name.
+    fn weighted(&self) -> Option<Key> {
+        let vs = self.virtual_service.clone().map(|name| ("VirtualService", name));
+        vs.or_else(|| self.apisix_route.clone().map(|name| ("ApisixRoute", name)))
+    }
+}
+
+/// The kinds of weighted routes: (kind, group, version), and how a route lists its rules, a
+/// rule its destinations, and a destination its Service.
+const ROUTE_KINDS: [(&str, &str, &str, [&str; 3]); 2] = [
+    ("VirtualService", "networking.istio.io", "v1", ["http", "route", "/destination/host"]),
+    ("ApisixRoute", "apisix.apache.org", "v2", ["http", "backends", "/serviceName"]),
+];
 
 /// Traffic at one instant.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,16 +121,23 @@ fn replica_set_entry(rs: &ReplicaSet) -> Entry {
     Entry::ReplicaSet { hash, available: rs.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0) }
 }
 
-/// The weights of the first HTTP route that sends traffic to both Services.
-fn route_entry(vs: &DynamicObject, routing: &Routing) -> Entry {
-    let weight_of = |route: &serde_json::Value, host: &str| {
-        route.as_array()?.iter().find(|d| d["destination"]["host"] == host).map(|d| d["weight"].as_i64().unwrap_or(0))
+fn route_kind(kind: &str) -> (&'static str, &'static str, &'static str, [&'static str; 3]) {
+    ROUTE_KINDS.into_iter().find(|(k, ..)| *k == kind).expect("a weighted route kind")
+}
+
+/// The weights of the first route (a VirtualService's `http` route, an ApisixRoute's rule) that
+/// sends traffic to both Services.
+fn route_entry(kind: &str, route: &DynamicObject, routing: &Routing) -> Entry {
+    let (.., [rules, targets, service]) = route_kind(kind);
+    let weight_of = |rule: &serde_json::Value, name: &str| {
+        let target = rule[targets].as_array()?.iter().find(|t| t.pointer(service).is_some_and(|v| v == name))?;
+        Some(target["weight"].as_i64().unwrap_or(0))
     };
-    let weights = vs.data["spec"]["http"].as_array().into_iter().flatten().find_map(|http| {
-        let route = &http["route"];
-        Some((weight_of(route, &routing.stable_service)?, weight_of(route, &routing.canary_service)?))
-    });
-    Entry::Route { weights, changed_at: changed_at(vs) }
+    let weights =
+        route.data["spec"][rules].as_array().into_iter().flatten().find_map(|rule| {
+            Some((weight_of(rule, &routing.stable_service)?, weight_of(rule, &routing.canary_service)?))
+        });
+    Entry::Route { weights, changed_at: changed_at(route) }
 }
 
 /// The entries of every object seen, by kind and name.
@@ -125,9 +150,9 @@ fn state_of(entries: &Entries, routing: &Routing) -> Option<TrafficState> {
     };
     let (stable_selects, stable_changed_at) = service(&routing.stable_service)?;
     let (canary_selects, canary_changed_at) = service(&routing.canary_service)?;
-    let (weights, weights_changed_at) = match &routing.virtual_service {
+    let (weights, weights_changed_at) = match routing.weighted() {
         None => (None, None),
-        Some(name) => match entries.get(&("VirtualService", name.clone()))? {
+        Some(key) => match entries.get(&key)? {
             Entry::Route { weights, changed_at } => (Some((*weights)?), *changed_at),
             _ => return None,
         },
@@ -150,8 +175,9 @@ fn state_of(entries: &Entries, routing: &Routing) -> Option<TrafficState> {
     })
 }
 
-fn virtual_services(client: &Client, namespace: &str) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("networking.istio.io", "v1", "VirtualService");
+fn routes(client: &Client, namespace: &str, kind: &str) -> Api<DynamicObject> {
+    let (kind, group, version, _) = route_kind(kind);
+    let gvk = GroupVersionKind::gvk(group, version, kind);
     Api::namespaced_with(client.clone(), namespace, &ApiResource::from_gvk(&gvk))
 }
 
@@ -252,12 +278,11 @@ impl TestNamespace {
                 replica_set_entry,
             ),
         ];
-        if routing.virtual_service.is_some() {
+        if let Some((kind, _)) = routing.weighted() {
             let routing = routing.clone();
-            let vs = updates(virtual_services(&client, &namespace), config(), "VirtualService", move |vs| {
-                route_entry(vs, &routing)
-            });
-            streams.push(vs);
+            let route =
+                updates(routes(&client, &namespace, kind), config(), kind, move |r| route_entry(kind, r, &routing));
+            streams.push(route);
         }
         let watches = streams.len();
         let (listed, is_listed) = tokio::sync::oneshot::channel();
@@ -322,9 +347,9 @@ impl TestNamespace {
         for rs in self.api::<ReplicaSet>().list(&replica_set_selector()).await? {
             entries.insert(("ReplicaSet", rs.name_any()), replica_set_entry(&rs));
         }
-        if let Some(name) = &routing.virtual_service {
-            let vs = virtual_services(&self.client, &self.name).get(name).await?;
-            entries.insert(("VirtualService", name.clone()), route_entry(&vs, routing));
+        if let Some((kind, name)) = routing.weighted() {
+            let route = routes(&self.client, &self.name, kind).get(&name).await?;
+            entries.insert((kind, name), route_entry(kind, &route, routing));
         }
         state_of(&entries, routing).ok_or_else(|| anyhow!("{routing:?} has no weights for both Services"))
     }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use e2e::process::{ControllerProcess, http_get};
+use e2e::process::{ControllerProcess, counter, http_get};
 use e2e::rollouts::{phase, status};
 use e2e::{TestNamespace, poll_until, read_repo_file};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -124,23 +124,6 @@ async fn sigterm_exits_cleanly_and_hands_over_at_once() -> Result<()> {
     ns.wait_phase("web", "Healthy").await?;
     println!("exit and handover took {handover:?}");
     Ok(())
-}
-
-/// Parses OpenMetrics text and returns the value of a counter, summed over its series.
-fn counter(text: &str, family: &str) -> Result<f64> {
-    use openmetrics_parser::{MetricNumber, OpenMetricsValue, openmetrics::parse_openmetrics};
-    let exposition = parse_openmetrics(text).map_err(|e| anyhow::anyhow!("not valid OpenMetrics: {e:?}"))?;
-    let family = exposition.families.get(family).with_context(|| format!("no metric family {family}"))?;
-    let mut total = 0.0;
-    for sample in family.iter_samples() {
-        if let OpenMetricsValue::Counter(counter) = &sample.value {
-            total += match counter.value {
-                MetricNumber::Float(value) => value,
-                MetricNumber::Int(value) => value as f64,
-            };
-        }
-    }
-    Ok(total)
 }
 
 #[tokio::test]

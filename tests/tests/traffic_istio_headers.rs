@@ -16,6 +16,7 @@ fn routing() -> Routing {
         stable_service: "ab-demo-stable".into(),
         canary_service: "ab-demo-canary".into(),
         virtual_service: Some("ab-demo".into()),
+        apisix_route: None,
     }
 }
 

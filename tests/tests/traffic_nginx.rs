@@ -6,7 +6,8 @@ use anyhow::Result;
 use e2e::traffic::Routing;
 use e2e::{DEFAULT_TIMEOUT, TestNamespace, poll_until};
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
 use serde_json::{Value, json};
 
 const WEIGHT: &str = "nginx.ingress.kubernetes.io/canary-weight";
@@ -88,8 +89,12 @@ async fn the_canary_ingress_follows_the_steps_and_leaves_the_rest_alone() -> Res
         ns.api::<Ingress>().patch(name, &PatchParams::default(), &Patch::Merge(&foreign)).await?;
     }
 
-    let routing =
-        Routing { stable_service: "web-stable".into(), canary_service: "web-canary".into(), virtual_service: None };
+    let routing = Routing {
+        stable_service: "web-stable".into(),
+        canary_service: "web-canary".into(),
+        virtual_service: None,
+        apisix_route: None,
+    };
     let watch = ns.watch_traffic(&routing).await?;
     ns.set_rollout_image("web", "web", "nginx:1.27").await?;
     ns.wait_step("web", 1, "Paused").await?;
@@ -129,5 +134,65 @@ async fn a_missing_stable_ingress_is_invalid_and_nothing_is_created() -> Result<
     );
     assert!(ns.replica_sets().await?.is_empty());
     assert!(ns.api::<Ingress>().list(&Default::default()).await?.items.is_empty());
+    Ok(())
+}
+
+/// The Rollout of `OBJECTS` routed by Istio in the mesh as well as by NGINX at the edge.
+const MESH: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web}
+spec:
+  hosts: [web]
+  http:
+  - name: primary
+    route:
+    - {destination: {host: web-stable}, weight: 100}
+    - {destination: {host: web-canary}, weight: 0}
+"#;
+
+async fn mesh_weight(ns: &TestNamespace) -> Result<Option<String>> {
+    let gvk = GroupVersionKind::gvk("networking.istio.io", "v1", "VirtualService");
+    let api: Api<DynamicObject> = Api::namespaced_with(ns.client.clone(), &ns.name, &ApiResource::from_gvk(&gvk));
+    let vs = api.get("web").await?;
+    Ok(vs.data["spec"]["http"][0]["route"][1]["weight"].as_i64().map(|w| w.to_string()))
+}
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn istio_and_nginx_on_one_rollout_move_together() -> Result<()> {
+    let ns = TestNamespace::new("nginx-and-istio").await?;
+    let _controller = ns.start_controller().await?;
+    let both = OBJECTS.replace(
+        "        nginx:\n",
+        "        istio: {virtualService: {name: web, routes: [primary]}}\n        nginx:\n",
+    );
+    ns.apply(MESH).await?;
+    ns.apply(&both).await?;
+    ns.wait_phase("web", "Healthy").await?;
+    let routing = Routing {
+        stable_service: "web-stable".into(),
+        canary_service: "web-canary".into(),
+        virtual_service: Some("web".into()),
+        apisix_route: None,
+    };
+    let watch = ns.watch_traffic(&routing).await?;
+    ns.set_rollout_image("web", "web", "nginx:1.27").await?;
+    for (step, weight) in [(1, "20"), (3, "50")] {
+        let paused = ns.wait_step("web", step, "Paused").await?;
+        // The step is done only once both routers hold its weight.
+        assert_eq!(
+            (canary_weight(&ns).await?.as_deref(), mesh_weight(&ns).await?.as_deref()),
+            (Some(weight), Some(weight)),
+            "step {step}"
+        );
+        let recorded = paused.status.and_then(|s| s.canary?.weights).map(|w| w.canary.weight);
+        assert_eq!(recorded.map(|w| w.to_string()).as_deref(), Some(weight));
+        ns.promote("web").await?;
+    }
+    ns.wait_phase("web", "Healthy").await?;
+    wait_weight(&ns, "0").await?;
+    assert_eq!(mesh_weight(&ns).await?.as_deref(), Some("0"));
+    watch.finish().await?;
     Ok(())
 }

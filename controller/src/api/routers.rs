@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
-use serde_json::Value;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// The prefix of ingress-nginx's annotations unless `annotationPrefix` says otherwise.
 pub const DEFAULT_NGINX_ANNOTATION_PREFIX: &str = "nginx.ingress.kubernetes.io";

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use super::schema::{int_or_string, pass_through, pause_duration};
 use super::status::RolloutStatus;
 use super::{
-    AnalysisRunStrategy, ApisixTrafficRouting, ManagedRoute, NginxTrafficRouting, RolloutAnalysis, RolloutAnalysisBackground,
-    SetHeaderRoute, TrafficRouterPlugins,
+    AnalysisRunStrategy, ApisixTrafficRouting, ManagedRoute, NginxTrafficRouting, RolloutAnalysis,
+    RolloutAnalysisBackground, SetHeaderRoute, TrafficRouterPlugins,
 };
 
 /// A Rollout replaces a Deployment's rolling update with a canary that runs a list of steps.

@@ -7,8 +7,8 @@ mod istio;
 mod pods;
 mod replicaset;
 mod revision;
-mod route;
 mod rollout;
+mod route;
 mod service;
 mod workload;
 
@@ -123,7 +123,9 @@ pub async fn apply(ctx: &Context, observed: &Observed, plan: &Plan) -> Result<Op
                 route::patch(ctx, rollout, (*kind, namespace, name), patch, *canary_weight).await
             }
             Action::CreateRoute { kind, object } => route::create(ctx, rollout, *kind, object).await,
-            Action::DeleteRoute { kind, namespace, name, uid } => route::delete(ctx, (*kind, namespace, name), uid).await,
+            Action::DeleteRoute { kind, namespace, name, uid } => {
+                route::delete(ctx, (*kind, namespace, name), uid).await
+            }
             Action::CreateAnalysisRun(run) => analysis::create(ctx, rollout, run).await,
             Action::TerminateAnalysisRun { name } => analysis::terminate(ctx, rollout, name).await,
             Action::DeleteAnalysisRun { name } => analysis::delete(ctx, rollout, name).await,

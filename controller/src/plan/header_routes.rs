@@ -126,7 +126,9 @@ impl Planner<'_> {
         if !self.header_routes_ready {
             let (index, total) = (self.index(), self.valid.steps.len());
             let message = if self.targets().0 == 0 {
-                format!("step {index}/{total}: the canary has no pods to route by header to; scale it first (setCanaryScale or setWeight before this step)")
+                format!(
+                    "step {index}/{total}: the canary has no pods to route by header to; scale it first (setCanaryScale or setWeight before this step)"
+                )
             } else {
                 format!("step {index}/{total}: waiting for available canary pods before routing by header")
             };

@@ -27,6 +27,13 @@ pub(super) fn owner(rollout: &Rollout) -> OwnerReference {
     }
 }
 
+/// Whether `rollout` is the controller of the object with `metadata` (we never take over
+/// someone else's object).
+pub(super) fn controlled_by(metadata: &ObjectMeta, rollout: &Rollout) -> bool {
+    let uid = rollout.metadata.uid.as_deref();
+    (metadata.owner_references.iter().flatten()).any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == uid)
+}
+
 /// The record of a revision's pod template, named like its ReplicaSet.
 pub(super) fn template_record(
     rollout: &Rollout,

@@ -34,7 +34,7 @@ pub struct Observed {
     /// The objects of the routers' custom resources the Rollout references, for each kind it
     /// references: those that exist, by (namespace, name), or `None` when the cluster doesn't
     /// serve the kind.
-    pub route_objects: BTreeMap<RouteKind, Option<BTreeMap<(String, String), DynamicObject>>>,
+    pub route_objects: BTreeMap<RouteKind, Option<RouteObjects>>,
     /// Pods of the rollout; gathered only while a restart is pending.
     pub pods: Vec<PodView>,
     /// The recorded pod template of the stable revision, read only when its ReplicaSet is gone.
@@ -47,6 +47,9 @@ pub struct Observed {
     pub now: Timestamp,
     pub config: PlanConfig,
 }
+
+/// A router kind's referenced objects that exist, by (namespace, name).
+pub type RouteObjects = BTreeMap<(String, String), DynamicObject>;
 
 impl Observed {
     /// The referenced object of `kind` at (`namespace`, `name`), if it exists; an error naming

@@ -70,6 +70,17 @@ fn unsupported_features(spec: &RolloutSpec, canary: &CanaryStrategy) -> Result<(
         for router in routing.other_routers.keys() {
             found.push(format!("spec.strategy.canary.trafficRouting.{router} (istio and nginx are)"));
         }
+        // Plugins are not loaded: the Gateway API one is built in, without its TCP/TLS routes and selectors.
+        use crate::api::GATEWAY_API_PLUGIN;
+        let plugins = routing.plugins.as_ref();
+        for plugin in plugins.iter().flat_map(|p| p.others.keys()) {
+            found.push(format!(
+                "spec.strategy.canary.trafficRouting.plugins.\"{plugin}\" (only \"{GATEWAY_API_PLUGIN}\" is, built in)"
+            ));
+        }
+        for setting in plugins.and_then(|p| p.gateway_api.as_ref()).iter().flat_map(|g| g.others.keys()) {
+            found.push(format!("spec.strategy.canary.trafficRouting.plugins.\"{GATEWAY_API_PLUGIN}\".{setting}"));
+        }
         flag(
             &mut found,
             routing.max_traffic_weight.is_some_and(|w| w != 100),

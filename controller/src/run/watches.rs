@@ -20,8 +20,8 @@ use tokio::sync::mpsc;
 
 use crate::analysis::reconcile::Analysis;
 use crate::api::{
-    AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate, POD_TEMPLATE_HASH_LABEL, TRAFFIC_CHANGED_ANNOTATION,
-    RouteKind, WorkloadKind,
+    AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate, POD_TEMPLATE_HASH_LABEL, RouteKind,
+    TRAFFIC_CHANGED_ANNOTATION, WorkloadKind,
 };
 use crate::cache::{Key, key_of};
 use crate::cached::{CachedReplicaSet, CachedService};
@@ -186,7 +186,18 @@ pub(super) async fn start_watches(ctx: &Arc<Context>, analysis: &Arc<Analysis>, 
         strip_managed_fields,
         triggers.clone(),
     ));
+    // The routers' APIs are known before the first reconcile, so a Rollout isn't told its
+    // router's CRD is missing only because the lookup hasn't answered yet. Watches of the
+    // routers' custom resources start when a Rollout uses the kind.
+    if let Some(resource) = discover_virtual_services(client).await {
+        ctx.set_virtual_service_api(resource);
+    }
     tokio::spawn(watch_virtual_services(ctx.clone(), triggers.clone()));
+    for kind in RouteKind::ALL {
+        if serves(client, kind).await.is_some() {
+            ctx.routes(kind).set_served();
+        }
+    }
 }
 
 /// Starts the watch of a kind the first time a Rollout uses it: ReplicaSet and PodTemplate
@@ -244,6 +255,7 @@ async fn serves(client: &Client, kind: RouteKind) -> Option<ApiResource> {
 /// Watches the objects of a router kind once the cluster serves it; until then the Rollouts that
 /// use it are told its CRD is missing, and it is looked for again every 10 s.
 async fn watch_routes(ctx: Arc<Context>, kind: RouteKind, triggers: mpsc::Sender<Trigger>) {
+    let found_at_start = ctx.routes(kind).served();
     let resource = loop {
         if let Some(resource) = serves(&ctx.client, kind).await {
             break resource;
@@ -254,7 +266,8 @@ async fn watch_routes(ctx: Arc<Context>, kind: RouteKind, triggers: mpsc::Sender
     let routes = ctx.routes(kind);
     routes.watched.claim_start();
     routes.set_served();
-    if !send_all(&triggers, routes.watched.refs.all_rollouts()).await {
+    // Rollouts that were told the CRD is missing look again.
+    if !found_at_start && !send_all(&triggers, routes.watched.refs.all_rollouts()).await {
         return;
     }
     let api: Api<DynamicObject> = match &ctx.settings.namespace {
@@ -284,17 +297,21 @@ async fn discover_virtual_services(client: &Client) -> Option<ApiResource> {
 /// Watches VirtualServices once their API exists; until then Rollouts that use Istio are told
 /// the API is missing, and it is looked for again every 10 s.
 async fn watch_virtual_services(ctx: Arc<Context>, triggers: mpsc::Sender<Trigger>) {
-    let resource = loop {
-        if let Some(resource) = discover_virtual_services(&ctx.client).await {
-            break resource;
-        }
-        tokio::time::sleep(API_LOOKUP_PERIOD).await;
+    let found_at_start = ctx.virtual_service_api();
+    let resource = match found_at_start.clone() {
+        Some(resource) => resource,
+        None => loop {
+            tokio::time::sleep(API_LOOKUP_PERIOD).await;
+            if let Some(resource) = discover_virtual_services(&ctx.client).await {
+                break resource;
+            }
+        },
     };
     tracing::info!(version = %resource.version, "watching Istio VirtualServices");
     ctx.virtual_services.claim_start();
     ctx.set_virtual_service_api(resource.clone());
     // Rollouts that were told the API is missing look again.
-    if !send_all(&triggers, ctx.virtual_services.refs.all_rollouts()).await {
+    if found_at_start.is_none() && !send_all(&triggers, ctx.virtual_services.refs.all_rollouts()).await {
         return;
     }
     let api: Api<DynamicObject> = match &ctx.settings.namespace {

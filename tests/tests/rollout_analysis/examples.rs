@@ -53,6 +53,7 @@ fn services(stable: &str, canary: &str, virtual_service: Option<&str>) -> Routin
         stable_service: stable.into(),
         canary_service: canary.into(),
         virtual_service: virtual_service.map(str::to_string),
+        apisix_route: None,
     }
 }
 
@@ -87,7 +88,7 @@ pub const APISIX_NOT_FOUND: Example = Example {
     name: "podinfo",
     container: "podinfod",
     new_image: "ghcr.io/stefanprodan/podinfo:6.0.1",
-    routing: || services("podinfo", "podinfo-canary", None),
+    routing: || Routing { apisix_route: Some("podinfo".into()), ..services("podinfo", "podinfo-canary", None) },
     prometheus: "http://flagger-prometheus.apisix:9090",
     load_tester: true,
     series: apisix_series,
@@ -149,18 +150,18 @@ fn nginx_series(namespace: &str, _: &str, healthy: bool) -> Vec<(String, f64)> {
     ]
 }
 
-/// APISIX's status counter: the canary's route answers 404 to 2 % (or 20 %) of requests; the
-/// stable's route, many 404s that must not count.
+/// APISIX's status counter: the rule the canary is weighted into answers 404 to 2 % (or 20 %) of
+/// requests; another rule of the route, many 404s that must not count.
 fn apisix_series(namespace: &str, _: &str, healthy: bool) -> Vec<(String, f64)> {
-    let canary = format!("{namespace}_podinfo-podinfo-canary_method");
-    let stable = format!("{namespace}_podinfo_method");
+    let weighted = format!("{namespace}_podinfo_method");
+    let other = format!("{namespace}_podinfo_other");
     let (ok, not_found) = if healthy { (49.0, 1.0) } else { (40.0, 10.0) };
     let status = |route: &str, code: u16| format!(r#"apisix_http_status{{route="{route}",code="{code}"}}"#);
     vec![
-        (status(&canary, 200), ok),
-        (status(&canary, 404), not_found),
-        (status(&stable, 200), 10.0),
-        (status(&stable, 404), 30.0),
+        (status(&weighted, 200), ok),
+        (status(&weighted, 404), not_found),
+        (status(&other, 200), 10.0),
+        (status(&other, 404), 30.0),
     ]
 }
 

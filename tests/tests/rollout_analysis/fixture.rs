@@ -27,6 +27,7 @@ pub fn routing() -> Routing {
         stable_service: "web-stable".into(),
         canary_service: "web-canary".into(),
         virtual_service: Some("web".into()),
+        apisix_route: None,
     }
 }
 

@@ -12,7 +12,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::ObjectMeta;
 use serde_json::{Value, json};
 
-use super::super::objects::owner;
+use super::super::objects::{controlled_by, owner};
 use super::super::{Action, Observed, rollout_name};
 use crate::api::{CanaryStrategy, DEFAULT_NGINX_ANNOTATION_PREFIX, NginxTrafficRouting, TRAFFIC_CHANGED_ANNOTATION};
 
@@ -80,19 +80,12 @@ pub fn configured(
             ));
         }
         let canary_ingress = canary_name(rollout, &stable);
-        if let Some(existing) = observed.ingresses.get(&canary_ingress) {
-            let uid = observed.rollout.metadata.uid.as_deref();
-            let ours = existing
-                .metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == uid);
-            if !ours {
-                return Err(format!(
-                    "{FIELD}: the canary Ingress \"{canary_ingress}\" exists and belongs to something else; delete it, or rename the Rollout or the stable Ingress"
-                ));
-            }
+        if let Some(existing) = observed.ingresses.get(&canary_ingress)
+            && !controlled_by(&existing.metadata, &observed.rollout)
+        {
+            return Err(format!(
+                "{FIELD}: the canary Ingress \"{canary_ingress}\" exists and belongs to something else; delete it, or rename the Rollout or the stable Ingress"
+            ));
         }
         ingresses.push((stable, canary_ingress));
     }

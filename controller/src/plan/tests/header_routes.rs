@@ -6,7 +6,7 @@ use super::sim::Sim;
 use super::*;
 use crate::api::{HeaderRoutingMatch, ManagedRoute, SetHeaderRoute, StringMatch};
 
-fn header_step(name: &str, exact: Option<&str>) -> CanaryStep {
+pub(super) fn header_step(name: &str, exact: Option<&str>) -> CanaryStep {
     let matches = exact.map(|value| {
         vec![HeaderRoutingMatch {
             header_name: "X-Canary".into(),
@@ -16,7 +16,7 @@ fn header_step(name: &str, exact: Option<&str>) -> CanaryStep {
     CanaryStep { set_header_route: Some(SetHeaderRoute { name: name.into(), matches }), ..Default::default() }
 }
 
-fn with_managed(mut rollout: Rollout, names: &[&str]) -> Rollout {
+pub(super) fn with_managed(mut rollout: Rollout, names: &[&str]) -> Rollout {
     let routing = rollout.spec.strategy.canary.as_mut().unwrap().traffic_routing.as_mut().unwrap();
     routing.managed_routes = Some(names.iter().map(|n| ManagedRoute { name: (*n).into() }).collect());
     rollout
@@ -164,10 +164,7 @@ fn header_routes_are_validated() {
             with_managed(with_istio(rollout(4, vec![step.clone()])), &["by-header", "by-header"]),
             "managedRoutes[1].name: Invalid value: \"by-header\": names must be set and unique",
         ),
-        (
-            with_managed(with_nginx(rollout(4, vec![step])), &["by-header"]),
-            "no router here routes by header",
-        ),
+        (with_managed(with_nginx(rollout(4, vec![step])), &["by-header"]), "no router here routes by header"),
     ];
     for (spec, expected) in cases {
         let mut observed = observed(spec);

@@ -1,6 +1,8 @@
 //! Property tests of the invariants in `docs/architecture.md`, over random rollouts.
 
 use super::analysis::{analysis, analysis_step, with_templates};
+use super::apisix::apisix_observed;
+use super::gateway_api::gateway_observed;
 use super::nginx::nginx_observed;
 use super::sim::Sim;
 use super::*;
@@ -24,6 +26,8 @@ enum Traffic {
     Services,
     Istio,
     Nginx,
+    Apisix,
+    GatewayApi,
 }
 
 /// Replicas, steps, traffic, background analysis from this step, and the script.
@@ -33,7 +37,14 @@ fn any_scenario() -> impl Strategy<Value = Scenario> {
     (
         1..8i32,
         proptest::collection::vec(any_step(), 0..6),
-        prop_oneof![Just(Traffic::Pods), Just(Traffic::Services), Just(Traffic::Istio), Just(Traffic::Nginx)],
+        prop_oneof![
+            Just(Traffic::Pods),
+            Just(Traffic::Services),
+            Just(Traffic::Istio),
+            Just(Traffic::Nginx),
+            Just(Traffic::Apisix),
+            Just(Traffic::GatewayApi)
+        ],
         proptest::option::of(0..3i32),
         proptest::collection::vec(any::<u8>(), 1..40),
     )
@@ -60,6 +71,8 @@ fn check_invariants((replicas, steps, traffic, background, script): Scenario) ->
         Traffic::Services => observed(with_services(spec)),
         Traffic::Istio => observed(with_istio(spec)),
         Traffic::Nginx => nginx_observed(spec),
+        Traffic::GatewayApi => gateway_observed(spec, crate::api::RouteKind::HttpRoute),
+        Traffic::Apisix => apisix_observed(spec),
     };
     let mut sim = with_templates(Sim::new(observed));
     let mut image = 1;
@@ -119,6 +132,7 @@ fn check_invariants((replicas, steps, traffic, background, script): Scenario) ->
                 let second_step = usize::try_from(index_before + 1).unwrap_or(0);
                 let writes_its_weight = plan.actions.iter().any(|a| {
                     matches!(a, Action::SetVirtualServiceWeights { canary_weight, .. } | Action::PatchIngress { canary_weight, .. }
+                        | Action::PatchRoute { canary_weight: Some(canary_weight), .. }
                         if sim.observed.rollout.spec.strategy.canary.as_ref().and_then(|c| c.steps.as_ref())
                             .and_then(|s| s.get(second_step)).and_then(|s| s.set_weight) == Some(*canary_weight))
                 });
@@ -148,7 +162,8 @@ fn check_invariants((replicas, steps, traffic, background, script): Scenario) ->
                         );
                     }
                     Action::SetVirtualServiceWeights { canary_weight, .. }
-                    | Action::PatchIngress { canary_weight, .. } => {
+                    | Action::PatchIngress { canary_weight, .. }
+                    | Action::PatchRoute { canary_weight: Some(canary_weight), .. } => {
                         prop_assert!((0..=100).contains(canary_weight));
                         if *canary_weight > 0 {
                             let canary_hash = plan.status.current_pod_hash.clone().unwrap();

@@ -16,10 +16,13 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 
 mod analysis;
+mod apisix;
 mod canary;
 mod crash;
 mod drift;
 mod ephemeral;
+mod gateway_api;
+mod gateway_api_headers;
 mod header_routes;
 mod invariants;
 mod nginx;

@@ -48,8 +48,8 @@ impl ManagedVirtualService {
         let managed = |route: &Value| {
             route.get("name").and_then(Value::as_str).is_some_and(|name| routes.managed.contains(&name))
         };
-        let in_place = http.get(..desired.len()) == Some(desired.as_slice())
-            && !http[desired.len()..].iter().any(managed);
+        let in_place =
+            http.get(..desired.len()) == Some(desired.as_slice()) && !http[desired.len()..].iter().any(managed);
         if in_place {
             return Vec::new();
         }

@@ -109,15 +109,28 @@ fn the_change_time_rides_in_the_weight_patch_with_or_without_annotations() {
             object["metadata"]["annotations"] = json!({"team": "shop"});
         }
         let vs = VirtualServiceView { annotated, resource_version: Some("7".into()), ..Default::default() };
-        let patch = serde_json::from_value::<json_patch::Patch>(Value::Array(crate::plan::routers::stamp_patch(vs.annotated, vs.resource_version.as_deref(), at))).unwrap();
+        let patch = serde_json::from_value::<json_patch::Patch>(Value::Array(crate::plan::routers::stamp_patch(
+            vs.annotated,
+            vs.resource_version.as_deref(),
+            at,
+        )))
+        .unwrap();
         json_patch::patch(&mut object, &patch).unwrap();
-        assert_eq!(object["metadata"]["annotations"][crate::api::TRAFFIC_CHANGED_ANNOTATION], json!("2026-12-02T10:00:00.25Z"));
+        assert_eq!(
+            object["metadata"]["annotations"][crate::api::TRAFFIC_CHANGED_ANNOTATION],
+            json!("2026-12-02T10:00:00.25Z")
+        );
         assert_eq!(object["metadata"]["annotations"]["team"].is_string(), annotated, "others are kept");
     }
     // Annotations added since the object was read make the patch fail instead of being lost.
     let vs = VirtualServiceView { resource_version: Some("7".into()), ..Default::default() };
     let mut newer = json!({"metadata": {"resourceVersion": "8", "annotations": {"team": "shop"}}});
-    let patch = serde_json::from_value::<json_patch::Patch>(Value::Array(crate::plan::routers::stamp_patch(vs.annotated, vs.resource_version.as_deref(), at))).unwrap();
+    let patch = serde_json::from_value::<json_patch::Patch>(Value::Array(crate::plan::routers::stamp_patch(
+        vs.annotated,
+        vs.resource_version.as_deref(),
+        at,
+    )))
+    .unwrap();
     assert!(json_patch::patch(&mut newer, &patch).is_err());
 }
 
