@@ -29,25 +29,34 @@ use crate::{DEFAULT_TIMEOUT, TestNamespace, poll_until};
 pub struct Routing {
     pub stable_service: String,
     pub canary_service: String,
-    /// An Istio VirtualService (networking.istio.io/v1) whose route weighs the two Services.
-    pub virtual_service: Option<String>,
-    /// An ApisixRoute (apisix.apache.org/v2) whose rule weighs them (without a VirtualService).
-    pub apisix_route: Option<String>,
+    /// The route whose rule weighs the two Services: its kind (a key of `ROUTE_KINDS`) and name.
+    pub route: Option<Key>,
 }
 
 impl Routing {
-    /// The object whose weights split the traffic: its kind (a key of `ROUTE_KINDS`) and name.
+    /// Traffic split by the two Services' pods alone.
+    pub fn services(stable: &str, canary: &str) -> Self {
+        Routing { stable_service: stable.into(), canary_service: canary.into(), route: None }
+    }
+
+    /// Traffic weighed by the route `name` of `kind`, e.g. ("VirtualService", "web").
+    pub fn through(self, kind: &'static str, name: &str) -> Self {
+        route_kind(kind);
+        Routing { route: Some((kind, name.into())), ..self }
+    }
+
     fn weighted(&self) -> Option<Key> {
-        let vs = self.virtual_service.clone().map(|name| ("VirtualService", name));
-        vs.or_else(|| self.apisix_route.clone().map(|name| ("ApisixRoute", name)))
+        self.route.clone()
     }
 }
 
-/// The kinds of weighted routes: (kind, group, version), and how a route lists its rules, a
-/// rule its destinations, and a destination its Service.
-const ROUTE_KINDS: [(&str, &str, &str, [&str; 3]); 2] = [
-    ("VirtualService", "networking.istio.io", "v1", ["http", "route", "/destination/host"]),
-    ("ApisixRoute", "apisix.apache.org", "v2", ["http", "backends", "/serviceName"]),
+/// The kinds of weighted routes: (kind, group, version), how a route lists its rules, a rule its
+/// destinations, and a destination its Service; and the weight of a destination without one.
+const ROUTE_KINDS: [(&str, &str, &str, [&str; 3], i64); 4] = [
+    ("VirtualService", "networking.istio.io", "v1", ["http", "route", "/destination/host"], 0),
+    ("ApisixRoute", "apisix.apache.org", "v2", ["http", "backends", "/serviceName"], 100),
+    ("HTTPRoute", "gateway.networking.k8s.io", "v1", ["rules", "backendRefs", "/name"], 1),
+    ("GRPCRoute", "gateway.networking.k8s.io", "v1", ["rules", "backendRefs", "/name"], 1),
 ];
 
 /// Traffic at one instant.
@@ -121,17 +130,17 @@ fn replica_set_entry(rs: &ReplicaSet) -> Entry {
     Entry::ReplicaSet { hash, available: rs.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0) }
 }
 
-fn route_kind(kind: &str) -> (&'static str, &'static str, &'static str, [&'static str; 3]) {
+fn route_kind(kind: &str) -> (&'static str, &'static str, &'static str, [&'static str; 3], i64) {
     ROUTE_KINDS.into_iter().find(|(k, ..)| *k == kind).expect("a weighted route kind")
 }
 
 /// The weights of the first route (a VirtualService's `http` route, an ApisixRoute's rule) that
 /// sends traffic to both Services.
 fn route_entry(kind: &str, route: &DynamicObject, routing: &Routing) -> Entry {
-    let (.., [rules, targets, service]) = route_kind(kind);
+    let (.., [rules, targets, service], default_weight) = route_kind(kind);
     let weight_of = |rule: &serde_json::Value, name: &str| {
         let target = rule[targets].as_array()?.iter().find(|t| t.pointer(service).is_some_and(|v| v == name))?;
-        Some(target["weight"].as_i64().unwrap_or(0))
+        Some(target["weight"].as_i64().unwrap_or(default_weight))
     };
     let weights =
         route.data["spec"][rules].as_array().into_iter().flatten().find_map(|rule| {
@@ -176,7 +185,7 @@ fn state_of(entries: &Entries, routing: &Routing) -> Option<TrafficState> {
 }
 
 fn routes(client: &Client, namespace: &str, kind: &str) -> Api<DynamicObject> {
-    let (kind, group, version, _) = route_kind(kind);
+    let (kind, group, version, ..) = route_kind(kind);
     let gvk = GroupVersionKind::gvk(group, version, kind);
     Api::namespaced_with(client.clone(), namespace, &ApiResource::from_gvk(&gvk))
 }

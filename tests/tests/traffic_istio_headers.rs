@@ -12,12 +12,7 @@ use serde_json::{Value, json};
 const EXAMPLE: &str = "examples/istio/header-route-ab.yaml";
 
 fn routing() -> Routing {
-    Routing {
-        stable_service: "ab-demo-stable".into(),
-        canary_service: "ab-demo-canary".into(),
-        virtual_service: Some("ab-demo".into()),
-        apisix_route: None,
-    }
+    Routing::services("ab-demo-stable", "ab-demo-canary").through("VirtualService", "ab-demo")
 }
 
 async fn http_routes(ns: &TestNamespace) -> Result<Vec<Value>> {

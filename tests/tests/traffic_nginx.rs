@@ -89,12 +89,7 @@ async fn the_canary_ingress_follows_the_steps_and_leaves_the_rest_alone() -> Res
         ns.api::<Ingress>().patch(name, &PatchParams::default(), &Patch::Merge(&foreign)).await?;
     }
 
-    let routing = Routing {
-        stable_service: "web-stable".into(),
-        canary_service: "web-canary".into(),
-        virtual_service: None,
-        apisix_route: None,
-    };
+    let routing = Routing::services("web-stable", "web-canary");
     let watch = ns.watch_traffic(&routing).await?;
     ns.set_rollout_image("web", "web", "nginx:1.27").await?;
     ns.wait_step("web", 1, "Paused").await?;
@@ -170,12 +165,7 @@ async fn istio_and_nginx_on_one_rollout_move_together() -> Result<()> {
     ns.apply(MESH).await?;
     ns.apply(&both).await?;
     ns.wait_phase("web", "Healthy").await?;
-    let routing = Routing {
-        stable_service: "web-stable".into(),
-        canary_service: "web-canary".into(),
-        virtual_service: Some("web".into()),
-        apisix_route: None,
-    };
+    let routing = Routing::services("web-stable", "web-canary").through("VirtualService", "web");
     let watch = ns.watch_traffic(&routing).await?;
     ns.set_rollout_image("web", "web", "nginx:1.27").await?;
     for (step, weight) in [(1, "20"), (3, "50")] {

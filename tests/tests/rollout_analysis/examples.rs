@@ -49,11 +49,10 @@ pub struct Example {
 }
 
 fn services(stable: &str, canary: &str, virtual_service: Option<&str>) -> Routing {
-    Routing {
-        stable_service: stable.into(),
-        canary_service: canary.into(),
-        virtual_service: virtual_service.map(str::to_string),
-        apisix_route: None,
+    let routing = Routing::services(stable, canary);
+    match virtual_service {
+        Some(name) => routing.through("VirtualService", name),
+        None => routing,
     }
 }
 
@@ -88,7 +87,7 @@ pub const APISIX_NOT_FOUND: Example = Example {
     name: "podinfo",
     container: "podinfod",
     new_image: "ghcr.io/stefanprodan/podinfo:6.0.1",
-    routing: || Routing { apisix_route: Some("podinfo".into()), ..services("podinfo", "podinfo-canary", None) },
+    routing: || Routing::services("podinfo", "podinfo-canary").through("ApisixRoute", "podinfo"),
     prometheus: "http://flagger-prometheus.apisix:9090",
     load_tester: true,
     series: apisix_series,

@@ -23,12 +23,7 @@ pub const SUCCESS_CONDITION: &str = "result[0] >= 0.99";
 pub const FAILURE_CONDITION: &str = "result[0] < 0.9";
 
 pub fn routing() -> Routing {
-    Routing {
-        stable_service: "web-stable".into(),
-        canary_service: "web-canary".into(),
-        virtual_service: Some("web".into()),
-        apisix_route: None,
-    }
+    Routing::services("web-stable", "web-canary").through("VirtualService", "web")
 }
 
 /// An analysis step (YAML flow) running `template` on the canary.

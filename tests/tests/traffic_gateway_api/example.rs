@@ -20,7 +20,7 @@ async fn the_example_walks_to_promotion() -> Result<()> {
     ns.apply(&read_repo_file("examples/gateway-api/canary.yaml")).await?;
     ns.wait_phase(NAME, "Healthy").await?;
     wait_example_weights(&ns, (100, 0)).await?;
-    let watch = ns.watch_traffic(&routing(NAME)).await?;
+    let watch = ns.watch_traffic(&routing(NAME, RouteKind::HttpRoute)).await?;
     ns.set_rollout_image(NAME, "demo", "argoproj/rollouts-demo:yellow").await?;
     ns.wait_step(NAME, 1, "Paused").await?;
     wait_example_weights(&ns, (90, 10)).await?;

@@ -20,7 +20,7 @@ async fn wait_rules(ns: &TestNamespace, names: &[&str]) -> Result<Vec<Value>> {
 async fn header_rule_in_place(ns: &TestNamespace) -> Result<TrafficWatch> {
     ns.apply(&objects(RouteKind::HttpRoute, STEPS, MANAGED)).await?;
     ns.wait_phase("web", "Healthy").await?;
-    let watch = ns.watch_traffic(&routing("web")).await?;
+    let watch = ns.watch_traffic(&routing("web", RouteKind::HttpRoute)).await?;
     ns.set_rollout_image("web", "web", "nginx:1.27").await?;
     ns.wait_step("web", 2, "Paused").await?;
     let rules = wait_rules(ns, &["header-route", "", ""]).await?;

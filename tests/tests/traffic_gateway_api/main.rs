@@ -85,14 +85,9 @@ async fn assert_no_write(ns: &TestNamespace, kind: RouteKind) -> Result<()> {
     Ok(())
 }
 
-/// The Services of `name`-stable and `name`-canary, watched without a weighted route.
-fn routing(name: &str) -> Routing {
-    Routing {
-        stable_service: format!("{name}-stable"),
-        canary_service: format!("{name}-canary"),
-        virtual_service: None,
-        apisix_route: None,
-    }
+/// The Services `name`-stable and `name`-canary, weighed by the route `name` of `kind`.
+fn routing(name: &str, kind: RouteKind) -> Routing {
+    Routing::services(&format!("{name}-stable"), &format!("{name}-canary")).through(kind.gvk().2, name)
 }
 
 const STEPS: &str = "[{setWeight: 20}, {pause: {}}, {setWeight: 50}, {pause: {}}]";
@@ -103,7 +98,7 @@ async fn paused_at_twenty(ns: &TestNamespace, kind: RouteKind) -> Result<(Dynami
     ns.apply(&objects(kind, STEPS, "")).await?;
     ns.wait_phase("web", "Healthy").await?;
     let initial = wait_weights(ns, kind, (100, 0)).await?;
-    let watch = ns.watch_traffic(&routing("web")).await?;
+    let watch = ns.watch_traffic(&routing("web", kind)).await?;
     ns.set_rollout_image("web", "web", "nginx:1.27").await?;
     ns.wait_step("web", 1, "Paused").await?;
     wait_weights(ns, kind, (80, 20)).await?;

@@ -3,6 +3,7 @@
 use super::analysis::{analysis, analysis_step, with_templates};
 use super::apisix::apisix_observed;
 use super::gateway_api::gateway_observed;
+use super::header_routes::header_step;
 use super::nginx::nginx_observed;
 use super::sim::Sim;
 use super::*;
@@ -13,9 +14,13 @@ fn any_step() -> impl Strategy<Value = CanaryStep> {
     prop_oneof![
         (0..=100i32).prop_map(set_weight),
         proptest::option::of(0..5i32).prop_map(pause),
-        Just(analysis_step("smoke"))
+        Just(analysis_step("smoke")),
+        Just(header_step(HEADER_ROUTE, Some("yes"))),
+        Just(header_step(HEADER_ROUTE, None))
     ]
 }
+
+const HEADER_ROUTE: &str = "by-header";
 
 /// How the canary's traffic is split.
 #[derive(Clone, Copy, Debug)]
@@ -74,6 +79,10 @@ fn check_invariants((replicas, steps, traffic, background, script): Scenario) ->
         Traffic::GatewayApi => gateway_observed(spec, crate::api::RouteKind::HttpRoute),
         Traffic::Apisix => apisix_observed(spec),
     };
+    let mut observed = observed;
+    if let Some(routing) = observed.rollout.spec.strategy.canary.as_mut().and_then(|c| c.traffic_routing.as_mut()) {
+        routing.managed_routes = Some(vec![crate::api::ManagedRoute { name: HEADER_ROUTE.into() }]);
+    }
     let mut sim = with_templates(Sim::new(observed));
     let mut image = 1;
     for byte in script {
@@ -128,9 +137,11 @@ fn check_invariants((replicas, steps, traffic, background, script): Scenario) ->
                 );
             }
             if same_revision && !jumps && before.abort == plan.status.abort {
-                // A second step only when it is the setWeight step whose weight this plan writes.
+                // A second step only when it is the setWeight step whose weight this plan writes,
+                // or a header step whose routes are in place once this plan's writes are done.
                 let second_step = usize::try_from(index_before + 1).unwrap_or(0);
-                let writes_its_weight = plan.actions.iter().any(|a| {
+                let header_step_next = steps.get(second_step).is_some_and(|s| s.set_header_route.is_some());
+                let writes_its_weight = header_step_next || plan.actions.iter().any(|a| {
                     matches!(a, Action::SetVirtualServiceWeights { canary_weight, .. } | Action::PatchIngress { canary_weight, .. }
                         | Action::PatchRoute { canary_weight: Some(canary_weight), .. }
                         if sim.observed.rollout.spec.strategy.canary.as_ref().and_then(|c| c.steps.as_ref())
@@ -197,6 +208,14 @@ fn check_invariants((replicas, steps, traffic, background, script): Scenario) ->
                     );
                 }
             }
+            if sim.header_route_present() {
+                // Header routes reach the canary: its Service selects the current revision's pods.
+                let (canary, current) = (sim.selector("web-canary"), sim.status().current_pod_hash);
+                prop_assert!(
+                    canary == current && canary.as_deref().and_then(|h| sim.rs(h)).is_some_and(|rs| rs.available > 0),
+                    "a header route while the canary Service selects {canary:?} (current {current:?})"
+                );
+            }
             sim.plans.push(plan);
             for service in sim.observed.services.values() {
                 if let Some(hash) = service.selector.get(POD_TEMPLATE_HASH_LABEL) {
@@ -213,6 +232,23 @@ fn check_invariants((replicas, steps, traffic, background, script): Scenario) ->
     prop_assert!(plan.actions.is_empty(), "not converged: {:?}", plan.actions);
     prop_assert_eq!(&plan.status, &sim.status());
     Ok(())
+}
+
+impl Sim {
+    /// Whether a header route is in place on any router's object.
+    fn header_route_present(&self) -> bool {
+        let named = |value: &serde_json::Value| value["name"] == HEADER_ROUTE;
+        let in_vs = self
+            .observed
+            .virtual_services
+            .iter()
+            .flatten()
+            .any(|(_, vs)| vs.spec["http"].as_array().is_some_and(|http| http.iter().any(named)));
+        let in_routes = self.observed.route_objects.values().flatten().flatten().any(|((_, name), object)| {
+            name == HEADER_ROUTE || object.data["spec"]["rules"].as_array().is_some_and(|rules| rules.iter().any(named))
+        });
+        in_vs || in_routes
+    }
 }
 
 proptest! {
