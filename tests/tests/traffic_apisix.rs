@@ -309,7 +309,8 @@ async fn a_restart_never_reports_the_crd_missing() -> Result<()> {
         async {}
     }));
     let controller = ns.start_controller().await?;
-    let before = reconciles(&controller).await?;
+    // Its admin server listens once it has started.
+    let before = poll_until(DEFAULT_TIMEOUT, || async { Ok(reconciles(&controller).await.ok()) }).await?;
     ns.patch_spec("web", json!({"metadata": {"annotations": {"e2e.example/poke": "restart"}}})).await?;
     poll_until(DEFAULT_TIMEOUT, || async { Ok((reconciles(&controller).await? > before).then_some(())) }).await?;
     watching.abort();
