@@ -55,9 +55,13 @@ spec:
       steps: [{setWeight: 20}, {pause: {}}, {setWeight: 50}, {pause: {}}]
 "#;
 
-async fn canary_weight(ns: &TestNamespace) -> Result<Option<String>> {
+async fn canary_annotation(ns: &TestNamespace, key: &str) -> Result<Option<String>> {
     let ingress = ns.api::<Ingress>().get_opt("web-web-canary").await?;
-    Ok(ingress.and_then(|i| i.metadata.annotations?.get(WEIGHT).cloned()))
+    Ok(ingress.and_then(|i| i.metadata.annotations?.get(key).cloned()))
+}
+
+async fn canary_weight(ns: &TestNamespace) -> Result<Option<String>> {
+    canary_annotation(ns, WEIGHT).await
 }
 
 async fn wait_weight(ns: &TestNamespace, wanted: &str) -> Result<()> {
@@ -129,6 +133,47 @@ async fn a_missing_stable_ingress_is_invalid_and_nothing_is_created() -> Result<
     );
     assert!(ns.replica_sets().await?.is_empty());
     assert!(ns.api::<Ingress>().list(&Default::default()).await?.items.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "e2e: needs the test cluster (make test)"]
+async fn weights_count_in_max_traffic_weight_and_nginx_is_told_the_total() -> Result<()> {
+    const TOTAL: &str = "nginx.ingress.kubernetes.io/canary-weight-total";
+    let ns = TestNamespace::new("nginx-max-weight").await?;
+    let _controller = ns.start_controller().await?;
+    let per_mille = OBJECTS
+        .replace("        nginx:\n", "        maxTrafficWeight: 1000\n        nginx:\n")
+        .replace("{setWeight: 20}", "{setWeight: 5}")
+        .replace("{setWeight: 50}", "{setWeight: 500}");
+    ns.apply(&per_mille).await?;
+    ns.wait_phase("web", "Healthy").await?;
+    wait_weight(&ns, "0").await?;
+    assert_eq!(canary_annotation(&ns, TOTAL).await?.as_deref(), Some("1000"));
+
+    let routing = Routing::services("web-stable", "web-canary");
+    let watch = ns.watch_traffic(&routing).await?;
+    ns.set_rollout_image("web", "web", "nginx:1.27").await?;
+    for (step, weight) in [(1, 5), (3, 500)] {
+        let paused = ns.wait_step("web", step, "Paused").await?;
+        let annotations = (canary_weight(&ns).await?, canary_annotation(&ns, TOTAL).await?);
+        assert_eq!(annotations, (Some(weight.to_string()), Some("1000".into())), "step {step}");
+        let recorded = paused.status.and_then(|s| s.canary?.weights).map(|w| (w.canary.weight, w.stable.weight));
+        assert_eq!(recorded, Some((weight, 1000 - weight)), "status weights add up to the total");
+        ns.promote("web").await?;
+    }
+    ns.wait_phase("web", "Healthy").await?;
+    wait_weight(&ns, "0").await?;
+    watch.finish().await?;
+
+    // Back to the default total: ingress-nginx's own, so the annotation goes.
+    let steps = json!([{"setWeight": 20}, {"pause": {}}]);
+    let canary = json!({"trafficRouting": {"maxTrafficWeight": null}, "steps": steps});
+    ns.patch_spec("web", json!({"spec": {"strategy": {"canary": canary}}})).await?;
+    poll_until(DEFAULT_TIMEOUT, || async { Ok(canary_annotation(&ns, TOTAL).await?.is_none().then_some(())) })
+        .await
+        .map_err(|e| e.context("canary-weight-total removed"))?;
+    assert_eq!(canary_weight(&ns).await?.as_deref(), Some("0"));
     Ok(())
 }
 

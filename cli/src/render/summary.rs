@@ -84,7 +84,7 @@ impl Summary {
             strategy: strategy_name(rollout),
             step: (!steps.is_empty()).then_some((index.min(steps.len()), steps.len())),
             pause: pause_state(rollout, now),
-            set_weight: if aborted { 0 } else { set_weight_at(steps, index) },
+            set_weight: if aborted { 0 } else { set_weight_at(steps, index, max_weight(rollout)) },
             actual_weight: actual_weight(rollout, replica_sets),
             analysis: current_runs(&status),
             images: replica_sets.map(|list| images(rollout, list)),
@@ -135,12 +135,18 @@ fn pause_state(rollout: &Rollout, now: Timestamp) -> Option<PauseState> {
     Some(PauseState::Timed { remaining: total.saturating_sub(elapsed), total })
 }
 
-/// Percentage of traffic (or, without traffic routing, of available pods) on the new revision.
+/// What the weights add up to: `maxTrafficWeight`, 100 by default.
+fn max_weight(rollout: &Rollout) -> i32 {
+    rollout.spec.strategy.canary.as_ref().map_or(100, |c| c.max_weight())
+}
+
+/// Share of traffic (out of `maxTrafficWeight`) or, without traffic routing, percentage of
+/// available pods on the new revision.
 fn actual_weight(rollout: &Rollout, replica_sets: Option<&[ReplicaSet]>) -> Option<i32> {
     let status = rollout.status.clone().unwrap_or_default();
     let current = status.current_pod_hash.as_deref().filter(|hash| !hash.is_empty());
     if current.is_some() && current == status.stable_rs.as_deref() {
-        return Some(100);
+        return Some(max_weight(rollout));
     }
     let routed = rollout.spec.strategy.canary.as_ref().is_some_and(|c| c.traffic_routing.is_some());
     if routed {

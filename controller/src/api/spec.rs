@@ -233,6 +233,14 @@ pub struct CanaryStrategy {
     pub replica_progress_threshold: Option<Value>,
 }
 
+impl CanaryStrategy {
+    /// What the canary and stable weights add up to: `trafficRouting.maxTrafficWeight`, 100
+    /// when unset (and always without traffic routing, where a weight is a percentage of pods).
+    pub fn max_weight(&self) -> i32 {
+        self.traffic_routing.as_ref().and_then(|t| t.max_traffic_weight).unwrap_or(100)
+    }
+}
+
 /// Labels and annotations added to the pods of the stable or canary ReplicaSet.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct PodMetadata {
@@ -260,7 +268,7 @@ pub struct TrafficRouting {
     /// The routes steps add (`setHeaderRoute`), in order of precedence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed_routes: Option<Vec<ManagedRoute>>,
-    /// Not supported by this controller yet.
+    /// What the canary and stable weights add up to (default 100): `setWeight` counts in it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_traffic_weight: Option<i32>,
@@ -320,9 +328,10 @@ pub struct TcpRoute {
     "message": "each step must set exactly one of setWeight, pause, setCanaryScale, analysis, experiment, setHeaderRoute, setMirrorRoute or plugin"
 }]))]
 pub struct CanaryStep {
-    /// Percentage of traffic (or, without traffic routing, of pods) for the canary.
+    /// The canary's share of traffic, out of `trafficRouting.maxTrafficWeight` (100 by default);
+    /// without traffic routing, the percentage of pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 100))]
+    #[schemars(range(min = 0))]
     pub set_weight: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause: Option<RolloutPause>,
@@ -361,8 +370,10 @@ pub struct RolloutPause {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SetCanaryScale {
+    /// The canary's share of `spec.replicas`, out of `trafficRouting.maxTrafficWeight` (a
+    /// percentage by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 100))]
+    #[schemars(range(min = 0))]
     pub weight: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]

@@ -65,7 +65,7 @@ impl<'a> Planner<'a> {
             return;
         }
         if self.routed() {
-            let all_traffic = self.weights_after_writes().iter().all(|w| *w == 100);
+            let all_traffic = self.weights_after_writes().iter().all(|w| *w == self.valid.max_weight);
             if !all_traffic {
                 self.wait("waiting for the canary to receive 100% of traffic");
                 return;

@@ -46,10 +46,12 @@ impl<'a> Planner<'a> {
         let explicit = (!self.aborted()).then(|| step_list::canary_scale_at(self.valid.steps, self.index())).flatten();
         let weight = explicit.and_then(|s| s.weight).unwrap_or_else(|| self.replica_weight());
         let observed = self.observed_weights();
-        let actual = observed.first().map(|w| (*w, 100 - *w));
+        let max_weight = self.valid.max_weight;
+        let actual = observed.first().map(|w| (*w, max_weight - *w));
         replicas::routed_canary(RoutedCanary {
             replicas: self.replicas,
             weight,
+            max_weight,
             explicit_canary: explicit.and_then(|s| s.replicas),
             min_pods_per_replica_set: canary.min_pods_per_replica_set,
             dynamic_stable_scale: canary.dynamic_stable_scale == Some(true),

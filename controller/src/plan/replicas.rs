@@ -38,9 +38,10 @@ pub fn fenceposts(max_surge: Option<&IntOrString>, max_unavailable: Option<&IntO
     (surge, unavailable.min(replicas.max(0)))
 }
 
-/// Pods for `weight` percent of `replicas`, rounded up.
-pub fn weight_to_replicas(replicas: i32, weight: i32) -> i32 {
-    let pods = (i64::from(replicas.max(0)) * i64::from(weight.clamp(0, 100)) + 99) / 100;
+/// Pods for `weight` out of `max` of `replicas`, rounded up.
+pub fn weight_to_replicas(replicas: i32, weight: i32, max: i32) -> i32 {
+    let max = i64::from(max.max(1));
+    let pods = (i64::from(replicas.max(0)) * i64::from(weight).clamp(0, max) + max - 1) / max;
     i32::try_from(pods).unwrap_or(i32::MAX)
 }
 
@@ -185,8 +186,10 @@ pub fn old_scale_down_budget(total_available: i32, replicas: i32, unavailable: i
 #[derive(Clone, Copy, Debug)]
 pub struct RoutedCanary {
     pub replicas: i32,
-    /// Canary weight the step asks for.
+    /// Canary weight the step asks for, out of `max_weight`.
     pub weight: i32,
+    /// What the canary and stable weights add up to (`maxTrafficWeight`).
+    pub max_weight: i32,
     /// An explicit canary size from setCanaryScale{replicas}.
     pub explicit_canary: Option<i32>,
     pub min_pods_per_replica_set: Option<i32>,
@@ -203,6 +206,7 @@ pub fn routed_canary(input: RoutedCanary) -> (i32, i32) {
     let RoutedCanary {
         replicas,
         weight,
+        max_weight,
         explicit_canary,
         min_pods_per_replica_set,
         dynamic_stable_scale,
@@ -213,16 +217,17 @@ pub fn routed_canary(input: RoutedCanary) -> (i32, i32) {
         Some(min) if count > 0 => count.max(min.min(replicas)),
         _ => count,
     };
-    let mut canary = explicit_canary.unwrap_or_else(|| at_least_min(weight_to_replicas(replicas, weight)));
+    let pods = |weight: i32| weight_to_replicas(replicas, weight, max_weight);
+    let mut canary = explicit_canary.unwrap_or_else(|| at_least_min(pods(weight)));
     if !dynamic_stable_scale {
         return (canary, replicas);
     }
-    let mut stable = weight_to_replicas(replicas, 100 - weight);
+    let mut stable = pods(max_weight - weight);
     if let Some((actual_canary, actual_stable)) = actual_weights {
         // Shrink the stable only after traffic has left it; keep the canary until it has too.
-        stable = stable.max(weight_to_replicas(replicas, actual_stable));
+        stable = stable.max(pods(actual_stable));
         if aborted {
-            canary = canary.max(weight_to_replicas(replicas, actual_canary));
+            canary = canary.max(pods(actual_canary));
         }
     }
     (at_least_min(canary), at_least_min(stable))

@@ -109,7 +109,7 @@ impl<'a> Planner<'a> {
         let steps_done = (self.at_end() || self.next.promote_full == Some(true)) && !self.aborted();
         let promoting = steps_done
             && self.service_hash(stable_service) == Some(self.hash.as_str())
-            && self.observed_weights().iter().all(|w| *w == 100);
+            && self.observed_weights().iter().all(|w| *w == self.valid.max_weight);
         let stable_target =
             if steps_done && !self.routed() && self.new_available() > 0 { self.hash.clone() } else { stable.clone() };
         if !promoting && self.point_service(stable_service, &stable_target) && self.routed() {

@@ -6,10 +6,11 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::{CanaryStep, SetCanaryScale, parse_go_duration};
 
-/// Weight of the most recent `setWeight` at or before `index`, 0 if none; 100 past the last step.
-pub fn set_weight_at(steps: &[CanaryStep], index: usize) -> i32 {
+/// Weight of the most recent `setWeight` at or before `index`, 0 if none; `max` (all of it) past
+/// the last step.
+pub fn set_weight_at(steps: &[CanaryStep], index: usize, max: i32) -> i32 {
     if index >= steps.len() {
-        return 100;
+        return max;
     }
     set_weight_through(steps, index + 1)
 }
@@ -110,14 +111,15 @@ mod tests {
     #[test]
     fn set_weight_follows_the_most_recent_step() {
         let steps = [pause(), weight(10), pause(), weight(50)];
-        assert_eq!(set_weight_at(&steps, 0), 0);
-        assert_eq!(set_weight_at(&steps, 1), 10);
-        assert_eq!(set_weight_at(&steps, 2), 10);
-        assert_eq!(set_weight_at(&steps, 3), 50);
-        assert_eq!(set_weight_at(&steps, 4), 100, "past the last step");
+        assert_eq!(set_weight_at(&steps, 0, 100), 0);
+        assert_eq!(set_weight_at(&steps, 1, 100), 10);
+        assert_eq!(set_weight_at(&steps, 2, 100), 10);
+        assert_eq!(set_weight_at(&steps, 3, 100), 50);
+        assert_eq!(set_weight_at(&steps, 4, 100), 100, "past the last step");
+        assert_eq!(set_weight_at(&steps, 4, 1000), 1000, "all of maxTrafficWeight");
         assert_eq!(set_weight_before(&steps, 3), 10);
         assert_eq!(set_weight_before(&steps, 1), 0);
-        assert_eq!(set_weight_at(&[], 0), 100);
+        assert_eq!(set_weight_at(&[], 0, 100), 100);
     }
 
     #[test]

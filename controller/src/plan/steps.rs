@@ -75,7 +75,7 @@ impl<'a> Planner<'a> {
         let wants_weight = self.valid.steps[index].set_weight.is_some() && self.routed();
         let (canary, stable) = self.targets();
         let at_counts = self.at_counts(canary, stable);
-        let target = step_list::set_weight_at(self.valid.steps, index);
+        let target = step_list::set_weight_at(self.valid.steps, index, self.valid.max_weight);
         let weight_ok = !wants_weight || self.weights_after_writes().iter().all(|w| *w == target);
         if !at_counts {
             self.wait_for_counts(canary, stable);
@@ -149,7 +149,7 @@ impl<'a> Planner<'a> {
 
     /// The canary weight the replicas are sized for.
     pub(super) fn replica_weight(&self) -> i32 {
-        if self.aborted() { 0 } else { step_list::set_weight_at(self.valid.steps, self.index()) }
+        if self.aborted() { 0 } else { step_list::set_weight_at(self.valid.steps, self.index(), self.valid.max_weight) }
     }
 
     /// A `setCanaryScale{matchTrafficWeight}` step only hands the canary's size back to the

@@ -23,6 +23,8 @@ pub struct ValidRollout<'a> {
     pub services: Option<(&'a str, &'a str)>,
     /// The traffic routers, when the canary is traffic-routed.
     pub routers: Vec<Router>,
+    /// What the canary and stable weights add up to (`maxTrafficWeight`, 100 by default).
+    pub max_weight: i32,
 }
 
 impl ValidRollout<'_> {
@@ -45,13 +47,14 @@ pub fn validate(observed: &Observed) -> Result<ValidRollout<'_>, String> {
     unsupported_features(spec, canary)?;
     let steps = canary.steps.as_deref().unwrap_or_default();
     check_strategy(spec, canary, steps)?;
+    check_weights(canary, steps)?;
     let (template, selector) = resolve_template(observed)?;
     check_ephemeral_metadata(canary, &selector)?;
     let services = check_services(observed, canary, &template)?;
     let routers = routers::configured(observed, canary, services)?;
     super::header_routes::check(canary, steps, &routers)?;
     super::analysis::validate::check(observed, canary, &selector)?;
-    Ok(ValidRollout { canary, steps, template, selector, services, routers })
+    Ok(ValidRollout { canary, steps, template, selector, services, routers, max_weight: canary.max_weight() })
 }
 
 fn unsupported_features(spec: &RolloutSpec, canary: &CanaryStrategy) -> Result<(), String> {
@@ -81,11 +84,6 @@ fn unsupported_features(spec: &RolloutSpec, canary: &CanaryStrategy) -> Result<(
         for setting in plugins.and_then(|p| p.gateway_api.as_ref()).iter().flat_map(|g| g.others.keys()) {
             found.push(format!("spec.strategy.canary.trafficRouting.plugins.\"{GATEWAY_API_PLUGIN}\".{setting}"));
         }
-        flag(
-            &mut found,
-            routing.max_traffic_weight.is_some_and(|w| w != 100),
-            "spec.strategy.canary.trafficRouting.maxTrafficWeight",
-        );
         flag(
             &mut found,
             routing.istio.as_ref().is_some_and(|i| i.destination_rule.is_some()),
@@ -161,6 +159,25 @@ fn check_strategy(spec: &RolloutSpec, canary: &CanaryStrategy, steps: &[CanarySt
     let progress_deadline = spec.progress_deadline_seconds.unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECONDS);
     if progress_deadline <= spec.min_ready_seconds.unwrap_or(0) {
         return Err("spec.progressDeadlineSeconds must be greater than spec.minReadySeconds".into());
+    }
+    Ok(())
+}
+
+/// A step's weights count in `maxTrafficWeight` with traffic routing, in percent of pods without.
+fn check_weights(canary: &CanaryStrategy, steps: &[CanaryStep]) -> Result<(), String> {
+    let max = canary.max_weight();
+    let limit = if canary.traffic_routing.is_some() {
+        format!("{max}, the total of the weights (spec.strategy.canary.trafficRouting.maxTrafficWeight)")
+    } else {
+        "100: without traffic routing it is a percentage of pods".into()
+    };
+    for (index, step) in steps.iter().enumerate() {
+        let scale = step.set_canary_scale.as_ref().and_then(|s| s.weight);
+        for (field, weight) in [("setWeight", step.set_weight), ("setCanaryScale.weight", scale)] {
+            if let Some(weight) = weight.filter(|w| *w > max) {
+                return Err(format!("spec.strategy.canary.steps[{index}].{field} is {weight}, above {limit}"));
+            }
+        }
     }
     Ok(())
 }

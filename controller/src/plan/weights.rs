@@ -51,11 +51,12 @@ impl<'a> Planner<'a> {
             if !ready {
                 self.wait_for_counts(self.replicas, self.replicas);
             }
-            return Some(if ready { 100 } else { step_list::set_weight_before(self.valid.steps, index) });
+            let all = self.valid.max_weight;
+            return Some(if ready { all } else { step_list::set_weight_before(self.valid.steps, index) });
         }
         let (canary, stable) = self.targets();
         Some(if self.at_counts(canary, stable) {
-            step_list::set_weight_at(self.valid.steps, index)
+            step_list::set_weight_at(self.valid.steps, index, self.valid.max_weight)
         } else {
             step_list::set_weight_before(self.valid.steps, index)
         })
@@ -122,7 +123,7 @@ impl<'a> Planner<'a> {
                 pod_template_hash: Some(self.hash.clone()),
             },
             stable: WeightDestination {
-                weight: 100 - weight,
+                weight: self.valid.max_weight - weight,
                 service_name: Some(stable_service.into()),
                 pod_template_hash: stable_hash,
             },

@@ -81,6 +81,7 @@ fn routed_canary_sizes() {
     let input = RoutedCanary {
         replicas: 5,
         weight: 10,
+        max_weight: 100,
         explicit_canary: None,
         min_pods_per_replica_set: None,
         dynamic_stable_scale: false,
@@ -105,6 +106,26 @@ fn routed_canary_sizes() {
     );
     let aborting = RoutedCanary { weight: 0, aborted: true, actual_weights: Some((60, 40)), ..dynamic };
     assert_eq!(routed_canary(aborting), (3, 5), "canary waits for traffic on abort");
+}
+
+#[test]
+fn routed_canary_sizes_count_in_max_traffic_weight() {
+    let input = RoutedCanary {
+        replicas: 10,
+        weight: 5,
+        max_weight: 1000,
+        explicit_canary: None,
+        min_pods_per_replica_set: None,
+        dynamic_stable_scale: false,
+        actual_weights: None,
+        aborted: false,
+    };
+    assert_eq!(routed_canary(input), (1, 10), "0.5 % of 10 pods rounds up to one");
+    assert_eq!(routed_canary(RoutedCanary { weight: 500, ..input }), (5, 10));
+    assert_eq!(routed_canary(RoutedCanary { weight: 1000, ..input }), (10, 10));
+    let dynamic = RoutedCanary { dynamic_stable_scale: true, weight: 600, ..input };
+    assert_eq!(routed_canary(dynamic), (6, 4));
+    assert_eq!(routed_canary(RoutedCanary { actual_weights: Some((5, 995)), ..dynamic }), (6, 10));
 }
 
 /// Random basic-canary situations: replicas, weight, surge, unavailable, canary and stable.
@@ -168,12 +189,15 @@ proptest! {
 
     #[test]
     fn routed_counts_are_never_negative_and_bounded(
-        replicas in 0..1000i32, weight in 0..=100i32, min in proptest::option::of(0..50i32),
-        dynamic in any::<bool>(), aborted in any::<bool>(), actual in 0..=100i32
+        replicas in 0..1000i32, max_weight in prop_oneof![Just(100i32), 1..5000i32],
+        weight in 0.0..=1.0f64, min in proptest::option::of(0..50i32),
+        dynamic in any::<bool>(), aborted in any::<bool>(), actual in 0.0..=1.0f64
     ) {
+        let share = |fraction: f64| (fraction * f64::from(max_weight)) as i32;
+        let (weight, actual) = (share(weight), share(actual));
         let (c, s) = routed_canary(RoutedCanary {
-            replicas, weight, explicit_canary: None, min_pods_per_replica_set: min,
-            dynamic_stable_scale: dynamic, actual_weights: Some((actual, 100 - actual)), aborted,
+            replicas, weight, max_weight, explicit_canary: None, min_pods_per_replica_set: min,
+            dynamic_stable_scale: dynamic, actual_weights: Some((actual, max_weight - actual)), aborted,
         });
         prop_assert!((0..=replicas).contains(&c) && (0..=replicas).contains(&s), "{c} {s} of {replicas}");
     }

@@ -30,6 +30,8 @@ pub struct ManagedApisixRoute {
     pub namespace: String,
     pub name: String,
     pub rules: Vec<String>,
+    /// What the canary and stable weights add up to (APISIX's weights are relative).
+    pub max_weight: i32,
 }
 
 fn route_ref(canary: &CanaryStrategy) -> Option<Option<&ApisixRouteRef>> {
@@ -88,7 +90,7 @@ pub fn configured(
             ));
         }
     }
-    Ok(Some(ManagedApisixRoute { namespace, name, rules }))
+    Ok(Some(ManagedApisixRoute { namespace, name, rules, max_weight: canary.max_weight() }))
 }
 
 /// Checks that `rule` is in the route, with a backend for each of `services` (role, name).
@@ -169,7 +171,8 @@ impl ManagedApisixRoute {
     pub fn canary_weights(&self, observed: &Observed, canary_service: &str) -> Vec<i32> {
         let Some(route) = self.found(observed) else { return Vec::new() };
         let weights = self.rules.iter().filter_map(|rule| service_weight(&route.data["spec"], rule, canary_service));
-        weights.map(|weight| i32::try_from(weight.clamp(0, 100)).unwrap_or(0)).collect()
+        let max = i64::from(self.max_weight);
+        weights.map(|weight| i32::try_from(weight.clamp(0, max)).unwrap_or(0)).collect()
     }
 
     /// The patch giving the canary backend `weight` and the stable one the rest in every managed
@@ -182,7 +185,7 @@ impl ManagedApisixRoute {
         at: Timestamp,
     ) -> Vec<Action> {
         let Some(route) = self.found(observed) else { return Vec::new() };
-        let targets = [(canary, i64::from(weight)), (stable, i64::from(100 - weight))];
+        let targets = [(canary, i64::from(weight)), (stable, i64::from(self.max_weight - weight))];
         let (mut patch, moved) = weight_patch(&route.data["spec"], &self.rules, &targets);
         if patch.is_empty() {
             return Vec::new();

@@ -34,6 +34,8 @@ pub struct ManagedGatewayRoutes {
     pub managed: Vec<String>,
     /// The label a route carries while the canary has weight; none with disableInProgressLabel.
     pub in_progress_label: Option<(String, String)>,
+    /// What the canary and stable weights add up to (backendRef weights are relative).
+    pub max_weight: i32,
 }
 
 fn settings(canary: &CanaryStrategy) -> Option<&GatewayApiTrafficRouting> {
@@ -98,6 +100,7 @@ pub fn configured(
             let (key, value) = DEFAULT_IN_PROGRESS_LABEL;
             (label(&settings.in_progress_label_key, key), label(&settings.in_progress_label_value, value))
         }),
+        max_weight: canary.max_weight(),
     };
     for (kind, name, _) in &managed.routes {
         let what = format!("{} \"{name}\"", kind.gvk().2);
@@ -200,10 +203,10 @@ impl Backends<'_> {
         Some(message)
     }
 
-    /// The canary's share of a rule's traffic between the two Services, in percent. A backendRef
-    /// without a weight has 1 (the CRD's default; the apiserver fills it in), so a route the
-    /// controller hasn't written yet may be at 50.
-    fn canary_share(&self, rule: &Value) -> i32 {
+    /// The canary's share of a rule's traffic between the two Services, out of `max_weight`. A
+    /// backendRef without a weight has 1 (the CRD's default; the apiserver fills it in), so a
+    /// route the controller hasn't written yet may be at half.
+    fn canary_share(&self, rule: &Value, max_weight: i32) -> i32 {
         let (mut stable, mut canary) = (0, 0);
         for backend in backend_refs(rule) {
             match self.role(backend) {
@@ -216,7 +219,8 @@ impl Backends<'_> {
         if total <= 0 {
             return 0;
         }
-        i32::try_from((100 * canary + total / 2) / total).unwrap_or(0).clamp(0, 100)
+        let max = i64::from(max_weight);
+        i32::try_from(((max * canary + total / 2) / total).clamp(0, max)).unwrap_or(0)
     }
 }
 
@@ -272,8 +276,8 @@ impl ManagedGatewayRoutes {
         let mut weights = Vec::new();
         for (_, _, _, object) in self.found(observed) {
             let rules = rules(object);
-            weights
-                .extend(backends.split_rules(rules, &self.managed).iter().map(|&i| backends.canary_share(&rules[i])));
+            let split = backends.split_rules(rules, &self.managed);
+            weights.extend(split.iter().map(|&i| backends.canary_share(&rules[i], self.max_weight)));
         }
         weights
     }
@@ -298,7 +302,7 @@ impl ManagedGatewayRoutes {
             }
             let rules = rules(object);
             let split = backends.split_rules(rules, &self.managed);
-            let moved = split.iter().any(|&index| backends.canary_share(&rules[index]) != weight);
+            let moved = split.iter().any(|&index| backends.canary_share(&rules[index], self.max_weight) != weight);
             if moved || object_traffic_changed_at(object).is_none() {
                 patch.extend(stamp_object(object, at));
             }
@@ -318,7 +322,7 @@ impl ManagedGatewayRoutes {
                 .filter_map(|(position, backend)| {
                     let wanted = match backends.role(backend)? {
                         Role::Canary => weight,
-                        Role::Stable => 100 - weight,
+                        Role::Stable => self.max_weight - weight,
                     };
                     // An absent weight is written even where its default would do: explicit from then on.
                     let path = format!("{base}/backendRefs/{position}/weight");

@@ -1,6 +1,7 @@
 //! The Istio router: which routes of which VirtualServices a Rollout manages, what weights they
 //! hold, and the JSON Patch that sets new ones. Works on the VirtualService as JSON (no typed
-//! Istio crate).
+//! Istio crate). Istio's weights are relative (a destination gets weight/sum), so they add up to
+//! `maxTrafficWeight` whatever it is.
 
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
@@ -14,6 +15,8 @@ pub struct ManagedVirtualService {
     pub namespace: String,
     pub name: String,
     pub routes: Vec<RouteRef>,
+    /// What the canary and stable weights add up to.
+    pub max_weight: i32,
 }
 
 /// The VirtualServices `canary.trafficRouting.istio` names, as (namespace, name).
@@ -52,9 +55,9 @@ pub fn configured(
         })?;
         let header_routes = super::super::header_routes::managed_names(canary);
         let routes = managed_routes(&vs.spec, config, &header_routes).map_err(|e| format!("{FIELD}: {e}"))?;
-        check_destinations(&vs.spec, &routes, &config.name, stable, canary_service)
+        check_destinations(&vs.spec, &routes, &config.name, stable, canary_service, canary.max_weight())
             .map_err(|e| format!("{FIELD}: {e}"))?;
-        managed.push(ManagedVirtualService { namespace, name, routes });
+        managed.push(ManagedVirtualService { namespace, name, routes, max_weight: canary.max_weight() });
     }
     Ok(managed)
 }
@@ -64,9 +67,12 @@ impl ManagedVirtualService {
         observed.virtual_services.as_ref()?.get(&(self.namespace.clone(), self.name.clone()))
     }
 
-    /// The canary weight of each managed route, as observed.
+    /// The canary weight of each managed route, as observed (within 0..=max_weight).
     pub fn canary_weights(&self, observed: &Observed, canary: &str) -> Vec<i32> {
-        self.found(observed).map(|vs| route_weights(&vs.spec, &self.routes, canary)).unwrap_or_default()
+        let Some(vs) = self.found(observed) else { return Vec::new() };
+        let max = i64::from(self.max_weight);
+        let weights = route_weights(&vs.spec, &self.routes, canary).into_iter();
+        weights.map(|weight| i32::try_from(weight.clamp(0, max)).unwrap_or(0)).collect()
     }
 
     /// The patch giving the canary `weight` and the stable the rest, with `at` recorded in the
@@ -79,7 +85,7 @@ impl ManagedVirtualService {
         at: Timestamp,
     ) -> Option<Action> {
         let vs = self.found(observed)?;
-        let mut patch = weight_patch(&vs.spec, &self.routes, stable, canary, weight);
+        let mut patch = weight_patch(&vs.spec, &self.routes, stable, canary, weight, self.max_weight);
         if patch.is_empty() {
             return None;
         }
@@ -225,7 +231,14 @@ fn route_label(spec: &Value, route: &RouteRef) -> String {
 }
 
 /// Checks that every managed route sends to both Services and to nothing else.
-fn check_destinations(spec: &Value, routes: &[RouteRef], vs: &str, stable: &str, canary: &str) -> Result<(), String> {
+fn check_destinations(
+    spec: &Value,
+    routes: &[RouteRef],
+    vs: &str,
+    stable: &str,
+    canary: &str,
+    max_weight: i32,
+) -> Result<(), String> {
     for route in routes {
         let hosts: Vec<&str> = destinations(spec, route).iter().filter_map(host_service).collect();
         for (role, service) in [("stable", stable), ("canary", canary)] {
@@ -233,7 +246,7 @@ fn check_destinations(spec: &Value, routes: &[RouteRef], vs: &str, stable: &str,
                 return Err(format!(
                     "{} of VirtualService '{vs}' has no destination for the {role} Service '{service}'; add it with weight {}",
                     route_label(spec, route),
-                    if role == "stable" { 100 } else { 0 }
+                    if role == "stable" { max_weight } else { 0 }
                 ));
             }
         }
@@ -251,29 +264,30 @@ fn weight_of(destination: &Value) -> i64 {
     destination.get("weight").and_then(Value::as_i64).unwrap_or(0)
 }
 
-/// The canary weight of each managed route (0 when it has no canary destination).
-fn route_weights(spec: &Value, routes: &[RouteRef], canary: &str) -> Vec<i32> {
-    routes
-        .iter()
-        .map(|route| {
-            let sum: i64 =
-                destinations(spec, route).iter().filter(|d| host_service(d) == Some(canary)).map(weight_of).sum();
-            i32::try_from(sum.clamp(0, 100)).unwrap_or(0)
-        })
-        .collect()
+/// The canary weight of each managed route (0 when it has no canary destination), as written.
+fn route_weights(spec: &Value, routes: &[RouteRef], canary: &str) -> Vec<i64> {
+    let weight = |route| destinations(spec, route).iter().filter(|d| host_service(d) == Some(canary)).map(weight_of);
+    routes.iter().map(|route| weight(route).sum()).collect()
 }
 
-/// A JSON Patch (RFC 6902) giving `canary_weight` to the canary and the rest to the stable on
-/// every managed route; empty when the weights are already right. Each change is guarded by a
-/// `test` of the destination's host, so a concurrent edit makes the patch fail instead of
-/// writing a weight onto the wrong destination.
-fn weight_patch(spec: &Value, routes: &[RouteRef], stable: &str, canary: &str, canary_weight: i32) -> Vec<Value> {
+/// A JSON Patch (RFC 6902) giving `canary_weight` to the canary and the rest of `max_weight` to
+/// the stable on every managed route; empty when the weights are already right. Each change is
+/// guarded by a `test` of the destination's host, so a concurrent edit makes the patch fail
+/// instead of writing a weight onto the wrong destination.
+fn weight_patch(
+    spec: &Value,
+    routes: &[RouteRef],
+    stable: &str,
+    canary: &str,
+    canary_weight: i32,
+    max_weight: i32,
+) -> Vec<Value> {
     let mut operations = Vec::new();
     for route in routes {
         for (position, destination) in destinations(spec, route).iter().enumerate() {
             let wanted = match host_service(destination) {
                 Some(host) if host == canary => canary_weight,
-                Some(host) if host == stable => 100 - canary_weight,
+                Some(host) if host == stable => max_weight - canary_weight,
                 _ => continue,
             };
             if weight_of(destination) == i64::from(wanted) && destination.get("weight").is_some() {

@@ -1,7 +1,8 @@
 //! ingress-nginx: for each stable Ingress, a canary Ingress `<rollout>-<stable Ingress>-canary`
 //! owned by the Rollout, carrying the stable Ingress's paths to the stable Service (sent to the
 //! canary Service instead; other paths are left out, unlike upstream #3541) and ingress-nginx's
-//! canary annotations with the weight. It exists from the first healthy reconcile, at weight 0.
+//! canary annotations with the weight (and `canary-weight-total`, the `maxTrafficWeight`, unless
+//! 100). It exists from the first healthy reconcile, at weight 0.
 //! Annotations this controller set and no longer wants are removed: the keys it set are
 //! recorded on the object. Foreign annotations and fields are left alone.
 
@@ -101,6 +102,11 @@ pub fn configured(
         .collect();
     annotations.extend(nginx.canary_ingress_annotations.clone().unwrap_or_default());
     annotations.insert(format!("{prefix}/canary"), "true".into());
+    // ingress-nginx's total is 100 unless told; at 100 the annotation goes (as a key no longer wanted).
+    let max_weight = canary.max_weight();
+    if max_weight != 100 {
+        annotations.insert(format!("{prefix}/canary-weight-total"), max_weight.to_string());
+    }
     Ok(Some(ManagedIngresses { ingresses, prefix, annotations }))
 }
 

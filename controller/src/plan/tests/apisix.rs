@@ -92,7 +92,8 @@ fn weights_follow_the_steps_and_go_home_after_the_stable_service_moved() {
     // selects the pods and that settled.
     sim.run_for(3);
     assert_eq!((sim.apisix_weights(), phase(&sim).as_str()), ((100, 0), "Healthy"), "explicit weights once healthy");
-    let stamped = apisix::ManagedApisixRoute { namespace: NAMESPACE.into(), name: "web".into(), rules: vec![] };
+    let stamped =
+        apisix::ManagedApisixRoute { namespace: NAMESPACE.into(), name: "web".into(), rules: vec![], max_weight: 100 };
     assert!(stamped.traffic_changed_at(&sim.observed).is_some(), "the change recorded on the route");
     sim.update_template("v2");
     sim.settle();

@@ -10,9 +10,10 @@ use super::*;
 use crate::api::{AnalysisPhase, RolloutAnalysisBackground};
 use proptest::prelude::*;
 
+/// A step; a weight is drawn in thousandths of the total (`check_invariants` scales it).
 fn any_step() -> impl Strategy<Value = CanaryStep> {
     prop_oneof![
-        (0..=100i32).prop_map(set_weight),
+        (0..=1000i32).prop_map(set_weight),
         proptest::option::of(0..5i32).prop_map(pause),
         Just(analysis_step("smoke")),
         Just(header_step(HEADER_ROUTE, Some("yes"))),
@@ -35,8 +36,9 @@ enum Traffic {
     GatewayApi,
 }
 
-/// Replicas, steps, traffic, background analysis from this step, and the script.
-type Scenario = (i32, Vec<CanaryStep>, Traffic, Option<i32>, Vec<u8>);
+/// Replicas, steps, traffic, maxTrafficWeight (when routed), background analysis from this
+/// step, and the script.
+type Scenario = (i32, Vec<CanaryStep>, Traffic, Option<i32>, Option<i32>, Vec<u8>);
 
 fn any_scenario() -> impl Strategy<Value = Scenario> {
     (
@@ -50,6 +52,7 @@ fn any_scenario() -> impl Strategy<Value = Scenario> {
             Just(Traffic::Apisix),
             Just(Traffic::GatewayApi)
         ],
+        proptest::option::weighted(0.3, prop_oneof![Just(1000), 1..=2000i32]),
         proptest::option::of(0..3i32),
         proptest::collection::vec(any::<u8>(), 1..40),
     )
@@ -65,7 +68,7 @@ const RUN_PHASES: [AnalysisPhase; 5] = [
 
 /// Drives random user actions (template changes, promotes, aborts, retries, scaling, time) and
 /// checks the invariants after every reconcile.
-fn check_invariants((replicas, steps, traffic, background, script): Scenario) -> Result<(), TestCaseError> {
+fn check_invariants((replicas, steps, traffic, max_weight, background, script): Scenario) -> Result<(), TestCaseError> {
     let mut spec = rollout(replicas, steps);
     spec.spec.strategy.canary.as_mut().unwrap().analysis = background.map(|starting_step| RolloutAnalysisBackground {
         analysis: analysis("smoke", json!([])),
@@ -80,8 +83,14 @@ fn check_invariants((replicas, steps, traffic, background, script): Scenario) ->
         Traffic::Apisix => apisix_observed(spec),
     };
     let mut observed = observed;
-    if let Some(routing) = observed.rollout.spec.strategy.canary.as_mut().and_then(|c| c.traffic_routing.as_mut()) {
+    let canary = observed.rollout.spec.strategy.canary.as_mut().unwrap();
+    if let Some(routing) = canary.traffic_routing.as_mut() {
         routing.managed_routes = Some(vec![crate::api::ManagedRoute { name: HEADER_ROUTE.into() }]);
+        routing.max_traffic_weight = max_weight;
+    }
+    let max = canary.max_weight();
+    for weight in canary.steps.iter_mut().flatten().filter_map(|s| s.set_weight.as_mut()) {
+        *weight = *weight * max / 1000;
     }
     let mut sim = with_templates(Sim::new(observed));
     let mut image = 1;
@@ -175,7 +184,7 @@ fn check_invariants((replicas, steps, traffic, background, script): Scenario) ->
                     Action::SetVirtualServiceWeights { canary_weight, .. }
                     | Action::PatchIngress { canary_weight, .. }
                     | Action::PatchRoute { canary_weight: Some(canary_weight), .. } => {
-                        prop_assert!((0..=100).contains(canary_weight));
+                        prop_assert!((0..=max).contains(canary_weight));
                         if *canary_weight > 0 {
                             let canary_hash = plan.status.current_pod_hash.clone().unwrap();
                             prop_assert!(
@@ -195,7 +204,7 @@ fn check_invariants((replicas, steps, traffic, background, script): Scenario) ->
                 }
             }
             if let Some(weights) = plan.status.canary.as_ref().and_then(|c| c.weights.as_ref()) {
-                prop_assert_eq!(weights.canary.weight + weights.stable.weight, 100);
+                prop_assert_eq!(weights.canary.weight + weights.stable.weight, max);
             }
             sim.apply(&plan);
             if plan.status.abort == Some(true) {

@@ -25,6 +25,7 @@ mod gateway_api;
 mod gateway_api_headers;
 mod header_routes;
 mod invariants;
+mod max_weight;
 mod nginx;
 mod sim;
 mod status;

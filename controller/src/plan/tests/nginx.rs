@@ -7,7 +7,7 @@ use crate::api::NginxTrafficRouting;
 use k8s_openapi::api::networking::v1::Ingress;
 
 const CANARY_INGRESS: &str = "web-web-canary";
-const WEIGHT: &str = "nginx.ingress.kubernetes.io/canary-weight";
+pub(super) const WEIGHT: &str = "nginx.ingress.kubernetes.io/canary-weight";
 
 pub(super) fn stable_ingress() -> Ingress {
     serde_json::from_value(json!({
@@ -59,12 +59,21 @@ impl Sim {
         &self.observed.ingresses[CANARY_INGRESS]
     }
 
-    fn ingress_annotation(&self, key: &str) -> Option<String> {
+    pub(super) fn ingress_annotation(&self, key: &str) -> Option<String> {
         self.canary_ingress().metadata.annotations.as_ref()?.get(key).cloned()
     }
 
-    fn ingress_weight(&self) -> i32 {
+    pub(super) fn ingress_weight(&self) -> i32 {
         self.ingress_annotation(WEIGHT).unwrap().parse().unwrap()
+    }
+
+    /// The canary weight of every canary Ingress patch the plans made.
+    pub(super) fn ingress_weight_writes(&self) -> Vec<i32> {
+        let weight = |action: &Action| match action {
+            Action::PatchIngress { canary_weight, .. } => Some(*canary_weight),
+            _ => None,
+        };
+        self.plans.iter().flat_map(|p| &p.actions).filter_map(weight).collect()
     }
 }
 
@@ -106,16 +115,7 @@ fn weights_follow_the_steps_and_go_home_after_the_stable_service_moved() {
     assert_eq!(sim.selector("web-stable"), Some(v2), "promoted: the stable Service selects the new pods");
     assert_eq!(sim.ingress_weight(), 0, "and the canary weight went back to 0 after that settled");
     assert_eq!(phase(&sim), "Healthy");
-    let weights: Vec<i32> = sim
-        .plans
-        .iter()
-        .flat_map(|p| &p.actions)
-        .filter_map(|a| match a {
-            Action::PatchIngress { canary_weight, .. } => Some(*canary_weight),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(weights, [20, 50, 100, 0], "each weight written once");
+    assert_eq!(sim.ingress_weight_writes(), [20, 50, 100, 0], "each weight written once");
 }
 
 #[test]

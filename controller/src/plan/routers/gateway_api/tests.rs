@@ -106,13 +106,15 @@ fn a_backend_ref_is_one_of_the_services_only_as_a_core_service_in_the_rollouts_n
 #[test]
 fn the_canary_share_counts_an_absent_weight_as_one_and_ignores_other_backends() {
     let b = backends();
-    let share = |refs: Value| b.canary_share(&json!({"backendRefs": refs}));
+    let share = |refs: Value| b.canary_share(&json!({"backendRefs": refs}), 100);
     assert_eq!(share(json!([{"name": "web-stable"}, {"name": "web-canary"}])), 50, "the CRD's default is 1 each");
     assert_eq!(share(json!([{"name": "web-stable", "weight": 80}, {"name": "web-canary", "weight": 20}])), 20);
     assert_eq!(share(json!([{"name": "web-stable", "weight": 2}, {"name": "web-canary", "weight": 1}])), 33);
     assert_eq!(share(json!([{"name": "web-stable", "weight": 0}, {"name": "web-canary", "weight": 0}])), 0);
     let foreign = json!([{"name": "web-stable", "weight": 70}, {"name": "web-canary", "weight": 30}, {"name": "mirror", "weight": 50}]);
     assert_eq!(share(foreign), 30);
+    let per_mille = json!([{"name": "web-stable", "weight": 995}, {"name": "web-canary", "weight": 5}]);
+    assert_eq!(b.canary_share(&json!({"backendRefs": per_mille}), 1000), 5, "out of maxTrafficWeight");
 }
 
 #[test]
@@ -158,6 +160,7 @@ fn managed_routes(label: Option<(&str, &str)>) -> ManagedGatewayRoutes {
         stable_service: "web-stable".into(),
         managed: Vec::new(),
         in_progress_label: label.map(|(k, v)| (k.into(), v.into())),
+        max_weight: 100,
     }
 }
 

@@ -70,11 +70,11 @@ fn tls_and_tcp_routes_only_where_configured() {
 fn destinations_must_be_exactly_stable_and_canary() {
     let spec = two_routes();
     let primary = [RouteRef { section: "http", index: 0 }];
-    assert!(check_destinations(&spec, &primary, "vs", "stable-svc", "canary-svc").is_ok());
-    let error = check_destinations(&spec, &primary, "vs", "stable-svc", "preview").unwrap_err();
+    assert!(check_destinations(&spec, &primary, "vs", "stable-svc", "canary-svc", 100).is_ok());
+    let error = check_destinations(&spec, &primary, "vs", "stable-svc", "preview", 100).unwrap_err();
     assert!(error.contains("canary Service 'preview'"), "{error}");
     let other = [RouteRef { section: "http", index: 1 }];
-    assert!(check_destinations(&spec, &other, "vs", "legacy", "canary-svc").is_err());
+    assert!(check_destinations(&spec, &other, "vs", "legacy", "canary-svc", 100).is_err());
 }
 
 #[test]
@@ -82,8 +82,8 @@ fn weights_are_read_and_patched_only_where_they_differ() {
     let spec = two_routes();
     let primary = [RouteRef { section: "http", index: 0 }];
     assert_eq!(route_weights(&spec, &primary, "canary-svc"), vec![0]);
-    assert!(weight_patch(&spec, &primary, "stable-svc", "canary-svc", 0).is_empty());
-    let patch = weight_patch(&spec, &primary, "stable-svc", "canary-svc", 10);
+    assert!(weight_patch(&spec, &primary, "stable-svc", "canary-svc", 0, 100).is_empty());
+    let patch = weight_patch(&spec, &primary, "stable-svc", "canary-svc", 10, 100);
     assert_eq!(
         patch,
         vec![
@@ -138,5 +138,5 @@ fn the_change_time_rides_in_the_weight_patch_with_or_without_annotations() {
 fn a_missing_weight_is_written() {
     let spec = json!({"http": [{"route": [{"destination": {"host": "s"}}, {"destination": {"host": "c"}}]}]});
     let routes = [RouteRef { section: "http", index: 0 }];
-    assert_eq!(weight_patch(&spec, &routes, "s", "c", 0).len(), 4);
+    assert_eq!(weight_patch(&spec, &routes, "s", "c", 0, 100).len(), 4);
 }
