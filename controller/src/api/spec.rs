@@ -169,6 +169,11 @@ pub struct RolloutStrategy {
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.steps) || self.steps.all(s, !has(s.setWeight) || s.setWeight <= (has(self.trafficRouting) && has(self.trafficRouting.maxTrafficWeight) ? self.trafficRouting.maxTrafficWeight : 100))",
+    "message": "setWeight may not exceed trafficRouting.maxTrafficWeight (100 unless set)",
+    "fieldPath": ".steps"
+}]))]
 pub struct CanaryStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_service: Option<String>,
