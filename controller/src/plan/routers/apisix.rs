@@ -171,8 +171,7 @@ impl ManagedApisixRoute {
     pub fn canary_weights(&self, observed: &Observed, canary_service: &str) -> Vec<i32> {
         let Some(route) = self.found(observed) else { return Vec::new() };
         let weights = self.rules.iter().filter_map(|rule| service_weight(&route.data["spec"], rule, canary_service));
-        let max = i64::from(self.max_weight);
-        weights.map(|weight| i32::try_from(weight.clamp(0, max)).unwrap_or(0)).collect()
+        weights.map(|weight| super::within(weight, self.max_weight)).collect()
     }
 
     /// The patch giving the canary backend `weight` and the stable one the rest in every managed

@@ -219,8 +219,7 @@ impl Backends<'_> {
         if total <= 0 {
             return 0;
         }
-        let max = i64::from(max_weight);
-        i32::try_from(((max * canary + total / 2) / total).clamp(0, max)).unwrap_or(0)
+        super::within((i64::from(max_weight) * canary + total / 2) / total, max_weight)
     }
 }
 

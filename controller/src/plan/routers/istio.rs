@@ -70,9 +70,8 @@ impl ManagedVirtualService {
     /// The canary weight of each managed route, as observed (within 0..=max_weight).
     pub fn canary_weights(&self, observed: &Observed, canary: &str) -> Vec<i32> {
         let Some(vs) = self.found(observed) else { return Vec::new() };
-        let max = i64::from(self.max_weight);
         let weights = route_weights(&vs.spec, &self.routes, canary).into_iter();
-        weights.map(|weight| i32::try_from(weight.clamp(0, max)).unwrap_or(0)).collect()
+        weights.map(|weight| super::within(weight, self.max_weight)).collect()
     }
 
     /// The patch giving the canary `weight` and the stable the rest, with `at` recorded in the

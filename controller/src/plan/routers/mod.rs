@@ -148,6 +148,11 @@ pub fn object_traffic_changed_at(object: &DynamicObject) -> Option<Timestamp> {
     object.metadata.annotations.as_ref()?.get(TRAFFIC_CHANGED_ANNOTATION)?.parse().ok()
 }
 
+/// An observed weight within 0..=`max`, the total of the weights.
+pub fn within(weight: i64, max: i32) -> i32 {
+    i32::try_from(weight.clamp(0, i64::from(max))).unwrap_or(0)
+}
+
 /// A key as a JSON Pointer segment (RFC 6901).
 pub fn pointer_escape(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
